@@ -1,0 +1,108 @@
+"""Trained Dot weights on disk: safetensors + a JSON record that ties them to their Dash.
+
+``<dir>/dot.safetensors`` holds only Dot's trainable tensors (new blocks + LoRA);
+``<dir>/dot.json`` records the Dash fingerprint, the Dot settings, the scheduler and jump
+pattern it was trained for, and the resolved run config. Loading refuses a Dot made for
+another Dash or another Dot construction before any sampling starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from morse_exp.dash import Dash
+from morse_exp.dot import Dot
+
+WEIGHTS_NAME = "dot.safetensors"
+RECORD_NAME = "dot.json"
+
+
+def dash_fingerprint(dash: Dash) -> str:
+    """sha256 over Dash's own denoiser weights (LoRA adapters excluded)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(dash.unet.state_dict().items()):
+        if ".lora_" in name:
+            continue
+        digest.update(name.replace(".base_layer", "").encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def check_compatible(
+    record: dict[str, Any], fingerprint: str, dot_config: dict[str, Any], what: str
+) -> None:
+    """Refuse a Dot made for another Dash or another Dot construction (one-line ValueError)."""
+    if record.get("dash_fingerprint") != fingerprint:
+        raise ValueError(
+            f"{what} was trained for another Dash ({record.get('dash_source', '?')}, "
+            f"fingerprint {str(record.get('dash_fingerprint'))[:12]}), not this one "
+            f"(fingerprint {fingerprint[:12]}): use a Dot trained on this model"
+        )
+    saved = record.get("dot_config")
+    if saved is not None and saved != dot_config:
+        raise ValueError(f"{what} has Dot settings {saved}, but this run builds {dot_config}")
+
+
+def save_dot(dot: Dot, directory: str | Path, record: dict[str, Any]) -> Path:
+    """Write ``dot.safetensors`` and ``dot.json`` into ``directory`` (each atomically)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    record = {
+        **record,
+        "dash_fingerprint": dash_fingerprint(dot.dash),
+        "dash_source": dot.dash.source,
+        "dot_config": dot.config,
+    }
+    weights = {name: t.contiguous().cpu() for name, t in dot.trainable_state_dict().items()}
+    _atomic(directory / WEIGHTS_NAME, lambda path: save_file(weights, path))
+    _atomic(directory / RECORD_NAME, lambda path: Path(path).write_text(json.dumps(record, indent=2, default=str)))
+    return directory
+
+
+def read_record(directory: str | Path) -> dict[str, Any]:
+    """The ``dot.json`` record of a saved Dot (one-line FileNotFoundError if absent)."""
+    path = Path(directory) / RECORD_NAME
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no trained Dot at {Path(directory)}: expected {RECORD_NAME} and {WEIGHTS_NAME} "
+            "(written by `python -m morse_exp.train` into its run directory under dot/)"
+        )
+    return json.loads(path.read_text())
+
+
+def load_dot_weights(dot: Dot, directory: str | Path) -> dict[str, Any]:
+    """Load saved weights into ``dot`` after checking they were made for its Dash and settings.
+
+    Returns:
+        the saved record (scheduler, jump pattern, run config...).
+    """
+    record = read_record(directory)
+    check_compatible(record, dash_fingerprint(dot.dash), dot.config, f"Dot {directory}")
+    try:
+        weights = load_file(Path(directory) / WEIGHTS_NAME)
+    except (SafetensorError, OSError) as error:
+        raise ValueError(f"{Path(directory) / WEIGHTS_NAME} is not a readable safetensors file: {error}") from error
+    params = dict(dot.trainable_parameters())
+    if set(weights) != set(params):
+        raise ValueError(
+            f"{Path(directory) / WEIGHTS_NAME} holds {len(weights)} tensors, this Dot has "
+            f"{len(params)} trainable ones: it was saved from a different Dot"
+        )
+    with torch.no_grad():
+        for name, tensor in weights.items():
+            params[name].copy_(tensor)
+    return record
+
+
+def _atomic(path: Path, write: Any) -> None:
+    partial = path.with_name(path.name + ".partial")
+    write(str(partial))
+    os.replace(partial, path)

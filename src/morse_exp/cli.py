@@ -1,0 +1,51 @@
+"""What every Hydra entry point shares: one-line errors, seeding, loggers."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+from morse_exp.data import DatasetNotFoundError
+from morse_exp.loading import DashLoadError
+
+CONFIG_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "conf")
+
+# Expected failures caused by the user's input or machine: one line on stderr, exit code 2.
+USER_ERRORS = (DashLoadError, DatasetNotFoundError, ValueError, FileNotFoundError)
+
+
+def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
+    """Turn ``run(cfg)`` into a Hydra main that reports user errors as one line.
+
+    Set ``MORSE_DEBUG=1`` to get the full traceback instead.
+    """
+
+    def decorate(run: Callable[[DictConfig], Any]) -> Callable[[], Any]:
+        @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=config_name)
+        @functools.wraps(run)
+        def main(cfg: DictConfig) -> Any:
+            try:
+                run(cfg)
+            except USER_ERRORS as error:
+                if os.environ.get("MORSE_DEBUG"):
+                    raise
+                message = str(error).splitlines()[0] if str(error) else type(error).__name__
+                print(f"error: {message}", file=sys.stderr)
+                sys.exit(2)
+
+        return main
+
+    return decorate
+
+
+def instantiate_logger(cfg: DictConfig) -> Any:
+    """The configured Lightning logger, or False when ``logger=none``."""
+    if not cfg.get("logger"):
+        return False
+    return hydra.utils.instantiate(cfg.logger)

@@ -1,0 +1,145 @@
+"""Load a Dash through diffusers' own loading code, with one-line errors for the usual failures.
+
+``pretrained`` is a hub id (``google/ddpm-cifar10-32``) or a local directory in diffusers
+format: either a bare model directory (``config.json`` + weights, optionally
+``scheduler_config.json``) or a pipeline directory (``model_index.json`` with ``unet/``,
+``scheduler/`` and optionally ``vae/`` or ``vqvae/``, ``text_encoder/``, ``tokenizer/``).
+Weights load as safetensors where present; pickled ``.bin`` files load with
+``weights_only=True`` (diffusers' default); remote code is never trusted.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import diffusers
+
+from morse_exp.dash import Dash
+
+DENOISER_CLASSES = ("UNet2DModel", "UNet2DConditionModel")
+AUTOENCODER_FOLDERS = {"vqvae": "VQModel", "vae": "AutoencoderKL"}
+DEFAULT_SCHEDULER_CONFIG = {"_class_name": "DDPMScheduler", "num_train_timesteps": 1000}
+
+
+class DashLoadError(RuntimeError):
+    """A Dash checkpoint is missing, unreachable or unreadable (message is one line)."""
+
+
+def load_dash(pretrained: str, prediction_type: str | None = None) -> Dash:
+    """Load a frozen Dash from a hub id or a local diffusers-format directory.
+
+    Raises:
+        DashLoadError: with one line naming the path and what to do, when the weights are
+            absent (offline hub id, empty directory) or unreadable (corrupted file).
+    """
+    root = _resolve(pretrained)
+    if (root / "model_index.json").is_file():
+        return _load_pipeline_dir(root, pretrained, prediction_type)
+    if (root / "config.json").is_file():
+        unet = _load_model(root, None, pretrained)
+        scheduler_config = _read_json(root / "scheduler_config.json", DEFAULT_SCHEDULER_CONFIG)
+        return Dash(unet, scheduler_config, prediction_type, source=pretrained)
+    raise DashLoadError(
+        f"no diffusers model in {root}: expected model_index.json (pipeline directory) or "
+        "config.json (model directory)"
+    )
+
+
+def _resolve(pretrained: str) -> Path:
+    """A local directory for ``pretrained``: itself, or a hub snapshot (cache or download)."""
+    path = Path(pretrained).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise DashLoadError(f"model.pretrained={pretrained} is a file: give its directory")
+        return path
+    if pretrained.startswith((".", "/", "~")) or pretrained.count("/") != 1:
+        raise DashLoadError(
+            f"model.pretrained={pretrained} does not exist: give a local diffusers directory "
+            "or a hub id like owner/name"
+        )
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(
+            snapshot_download(
+                pretrained,
+                allow_patterns=["*.json", "*.txt", "*.safetensors", "*.model", "*/*.json",
+                                "*/*.txt", "*/*.safetensors", "*/*.model"],
+            )
+        )
+    except Exception as error:  # offline, unknown repo, gated repo: all end the same way
+        raise DashLoadError(
+            f"cannot fetch Dash weights {pretrained!r} ({type(error).__name__}): this machine "
+            f"is offline or the id is wrong; point model.pretrained=/path/to/local/copy at a "
+            "diffusers directory, or train one with `python -m morse_exp.pretrain`"
+        ) from error
+
+
+def _load_pipeline_dir(root: Path, pretrained: str, prediction_type: str | None) -> Dash:
+    if not (root / "unet" / "config.json").is_file():
+        raise DashLoadError(f"pipeline directory {root} has no unet/config.json")
+    unet = _load_model(root, "unet", pretrained)
+    scheduler_config = _read_json(
+        root / "scheduler" / "scheduler_config.json", DEFAULT_SCHEDULER_CONFIG
+    )
+    autoencoder, scaling = None, 1.0
+    for folder in AUTOENCODER_FOLDERS:
+        if (root / folder / "config.json").is_file():
+            autoencoder = _load_model(root, folder, pretrained)
+            scaling = float(getattr(autoencoder.config, "scaling_factor", 1.0) or 1.0)
+            break
+    text_encoder, tokenizer = _load_text_encoder(root)
+    return Dash(
+        unet,
+        scheduler_config,
+        prediction_type,
+        autoencoder=autoencoder,
+        latent_scaling=scaling,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        source=pretrained,
+    )
+
+
+def _load_model(root: Path, subfolder: str | None, pretrained: str) -> Any:
+    """A diffusers model of the class its config names, loaded by diffusers."""
+    config_path = root / (subfolder or "") / "config.json"
+    class_name = _read_json(config_path, {}).get("_class_name")
+    allowed = DENOISER_CLASSES if subfolder in (None, "unet") else tuple(AUTOENCODER_FOLDERS.values())
+    if class_name not in allowed:
+        raise DashLoadError(
+            f"{config_path} names class {class_name!r}: supported here are {', '.join(allowed)}"
+        )
+    model_class = getattr(diffusers, class_name)
+    try:
+        return model_class.from_pretrained(root, subfolder=subfolder, local_files_only=True)
+    except Exception as error:
+        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DashLoadError(
+            f"cannot load {class_name} weights from {root / (subfolder or '')}: {detail}"
+        ) from error
+
+
+def _load_text_encoder(root: Path) -> tuple[Any, Any]:
+    """CLIP text encoder and tokenizer from a pipeline directory, if it has them."""
+    if not (root / "text_encoder" / "config.json").is_file():
+        return None, None
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    try:
+        encoder = CLIPTextModel.from_pretrained(root / "text_encoder", local_files_only=True)
+        tokenizer = CLIPTokenizer.from_pretrained(root / "tokenizer", local_files_only=True)
+    except Exception as error:
+        raise DashLoadError(f"cannot load the text encoder in {root}: {error}") from error
+    return encoder, tokenizer
+
+
+def _read_json(path: Path, default: dict[str, Any]) -> dict[str, Any]:
+    if not path.is_file():
+        return dict(default)
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise DashLoadError(f"{path} is not valid JSON: {error}") from error

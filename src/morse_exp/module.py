@@ -1,0 +1,188 @@
+"""The LightningModule that trains Dot against a frozen Dash.
+
+One training example is a short stretch of a sampling trajectory: a fine step count n, a
+jump point s (a Dash step of the schedule), x_ts from data by the scheduler's forward
+process, z_ts = Dash(x_ts, t_s), then the scheduler's own steps to the following Dot steps
+i = s+1, ..., up to the next Dash step. At each, Dot is regressed onto Dash without jumps:
+
+    loss = mean_i || z_ts + Dot(x_ts, x_ti, z_ts, t_s, t_i) - Dash(x_ti, t_i) ||^2
+
+The state after a Dot step is reached with Dot's own (detached) estimate, as at inference.
+Randomness of a step is a function of (seed, global step, rank) only, so a resumed run
+replays the same steps as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from morse_exp.checkpoints import check_compatible, dash_fingerprint
+from morse_exp.dash import Dash
+from morse_exp.dot import Dot
+from morse_exp.schedule import JumpPattern
+from morse_exp.schedulers import step_kwargs
+from morse_exp.seeding import sample_seed
+
+SchedulerFactory = Callable[[dict[str, Any]], Any]
+
+
+class MorseModule(L.LightningModule):
+    """Frozen Dash + trainable weight-shared Dot.
+
+    Args:
+        dash: the frozen Dash.
+        dot: the Dot built on ``dash`` (only its new blocks and LoRA adapters train).
+        scheduler: builds the sampling scheduler from Dash's training scheduler config.
+        jump: where Dash steps fall; its gaps decide how far Dot looks ahead.
+        fine_steps: fine step counts n to train on (one drawn per batch).
+        lr, weight_decay, warmup_steps: AdamW with linear warm-up then cosine decay.
+        seed: base seed of the per-step random streams.
+        run_config: the resolved config, stored in every checkpoint.
+    """
+
+    def __init__(
+        self,
+        dash: Dash,
+        dot: Dot,
+        scheduler: SchedulerFactory,
+        jump: JumpPattern,
+        fine_steps: Sequence[int] = (10, 20, 30),
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        warmup_steps: int = 100,
+        seed: int = 0,
+        run_config: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if dot.dash is not dash:
+            raise ValueError("dot must be built on the same Dash instance it is trained against")
+        if jump.max_gap < 2:
+            raise ValueError(
+                "jump_stride=1 runs Dash at every step, so there are no Dot steps to train: "
+                "use jump_stride >= 2"
+            )
+        fine_steps = sorted({int(n) for n in fine_steps})
+        if not fine_steps or fine_steps[0] < 2:
+            raise ValueError(f"fine_steps={fine_steps} is invalid: give step counts >= 2")
+        self.dash = dash
+        self.dot = dot
+        self.jump = jump
+        self.fine_steps = fine_steps
+        self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
+        self.seed = seed
+        self.run_config = run_config or {}
+        self.dash_fingerprint = dash_fingerprint(dash)
+        self._schedulers = {n: _prepared(scheduler(base_config=dash.scheduler_config), n) for n in fine_steps}
+        self.strict_loading = False  # checkpoints hold Dot's weights only, not Dash's
+
+    # ----------------------------------------------------------------- steps
+    def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
+        generator = self._generator(self.global_step * self.trainer.world_size + self.global_rank)
+        dot_mse, _ = self.rollout(batch[0], generator)
+        self.log("train/dot_mse", dot_mse, prog_bar=True)
+        return dot_mse
+
+    def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
+        dot_mse, reuse_mse = self.rollout(batch[0], self._generator(10**9 + batch_idx))
+        self.log("val/dot_mse", dot_mse, prog_bar=True, sync_dist=True)
+        self.log("val/reuse_mse", reuse_mse, prog_bar=True, sync_dist=True)
+
+    def on_validation_epoch_end(self) -> None:
+        metrics = self.trainer.callback_metrics
+        if "val/dot_mse" in metrics and "val/reuse_mse" in metrics:
+            self.log("val/gain_over_reuse", metrics["val/reuse_mse"] / metrics["val/dot_mse"])
+
+    def rollout(self, images: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Mean squared error of Dot and of plain reuse against Dash on one trajectory stretch.
+
+        Args:
+            images: (B, C, H, W) data in [-1, 1] (encoded to latents for latent Dash).
+            generator: drives n, s and the noise.
+
+        Returns:
+            (dot_mse, reuse_mse): scalars; only dot_mse carries gradients.
+        """
+        x0 = self.dash.encode(images)
+        n = self.fine_steps[_randint(len(self.fine_steps), generator)]
+        schedule = self.jump.schedule(n)
+        jump_points = [p for p in schedule.dash_steps if p + 1 < n and not schedule.is_dash_step(p + 1)]
+        s = jump_points[_randint(len(jump_points), generator)]
+        scheduler = copy.deepcopy(self._schedulers[n])
+        if hasattr(scheduler, "set_begin_index"):
+            scheduler.set_begin_index(s)
+        timesteps = scheduler.timesteps.to(x0.device)
+        noise = torch.randn(x0.shape, generator=generator, device="cpu").to(x0)
+        t_s = timesteps[s]
+        x = scheduler.add_noise(x0, noise, t_s.expand(len(x0)))
+        x_ts = scheduler.scale_model_input(x, t_s)
+        with torch.no_grad():
+            z_ts = self.dash(x_ts, t_s)
+        step_options = step_kwargs(scheduler, generator)
+        x = scheduler.step(z_ts, t_s, x, **step_options).prev_sample
+        dot_losses, reuse_losses = [], []
+        i = s + 1
+        while i < n and not schedule.is_dash_step(i):
+            t_i = timesteps[i]
+            x_ti = scheduler.scale_model_input(x, t_i)
+            with torch.no_grad():
+                target = self.dash(x_ti, t_i)
+            estimate = z_ts + self.dot(x_ts, x_ti, z_ts, t_s, t_i)
+            dot_losses.append(nn.functional.mse_loss(estimate.float(), target.float()))
+            reuse_losses.append(nn.functional.mse_loss(z_ts.float(), target.float()))
+            i += 1
+            if i < n and not schedule.is_dash_step(i):
+                x = scheduler.step(estimate.detach(), t_i, x, **step_options).prev_sample
+        return torch.stack(dot_losses).mean(), torch.stack(reuse_losses).mean()
+
+    def _generator(self, stream: int) -> torch.Generator:
+        return torch.Generator("cpu").manual_seed(sample_seed(self.seed, stream))
+
+    # ------------------------------------------------------------ optimiser
+    def configure_optimizers(self) -> dict[str, Any]:
+        params = [p for _, p in self.dot.trainable_parameters()]
+        optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        total = max(1, int(self.trainer.max_steps)) if self.trainer.max_steps > 0 else 10**6
+        warmup = torch.optim.lr_scheduler.LinearLR(
+            optimizer, start_factor=1.0 / max(1, self.warmup_steps), total_iters=max(1, self.warmup_steps)
+        )
+        decay = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=max(1, total - self.warmup_steps), eta_min=self.lr * 0.05
+        )
+        schedule = torch.optim.lr_scheduler.SequentialLR(
+            optimizer, [warmup, decay], milestones=[max(1, self.warmup_steps)]
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    # ----------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["state_dict"] = {
+            f"dot.{name}": value for name, value in self.dot.trainable_state_dict().items()
+        }
+        checkpoint["morse"] = {
+            "dash_fingerprint": self.dash_fingerprint,
+            "dash_source": self.dash.source,
+            "dot_config": self.dot.config,
+            "run_config": self.run_config,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        check_compatible(checkpoint.get("morse", {}), self.dash_fingerprint, self.dot.config, "checkpoint")
+        expected = {f"dot.{name}" for name, _ in self.dot.trainable_parameters()}
+        missing = expected - set(checkpoint["state_dict"])
+        if missing:
+            raise ValueError(f"checkpoint lacks {len(missing)} Dot weights, e.g. {sorted(missing)[0]}")
+
+
+def _prepared(scheduler: Any, n: int) -> Any:
+    scheduler.set_timesteps(n)
+    return scheduler
+
+
+def _randint(high: int, generator: torch.Generator) -> int:
+    return int(torch.randint(high, (), generator=generator))

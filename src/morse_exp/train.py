@@ -1,0 +1,81 @@
+"""Train Dot against a frozen Dash: ``python -m morse_exp.train [model=... jump_stride=...]``.
+
+Writes into the Hydra run directory: Lightning checkpoints (``checkpoints/last.ckpt``, Dot
+weights + optimiser state + resolved config, no copy of Dash), the final Dot as
+``dot/dot.safetensors`` + ``dot/dot.json``, and the logger's metrics. Resume an interrupted
+run with ``hydra.run.dir=<its run dir> ckpt_path=last``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from omegaconf import DictConfig, OmegaConf
+
+from morse_exp.checkpoints import save_dot
+from morse_exp.cli import entry_point, instantiate_logger
+
+
+def build(cfg: DictConfig) -> dict[str, Any]:
+    """Instantiate every object of a train config; cheap checks first, Dash loading last."""
+    jump = hydra.utils.instantiate(cfg.jump_stride)
+    datamodule = hydra.utils.instantiate(cfg.dataset)
+    datamodule.check_available()
+    dash = hydra.utils.instantiate(cfg.model)
+    dot = hydra.utils.instantiate(cfg.dot)(dash=dash)
+    module = hydra.utils.instantiate(cfg.module)(
+        dash=dash,
+        dot=dot,
+        scheduler=hydra.utils.instantiate(cfg.scheduler),
+        jump=jump,
+        run_config=OmegaConf.to_container(cfg, resolve=True),
+    )
+    return {"datamodule": datamodule, "dash": dash, "dot": dot, "module": module}
+
+
+def resolve_ckpt_path(ckpt_path: str | None, checkpoint_dir: str) -> str | None:
+    """``last`` -> the run's last.ckpt (which must exist); other values pass through checked."""
+    if ckpt_path is None:
+        return None
+    path = Path(checkpoint_dir) / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
+    if not path.is_file():
+        hint = " (resume in the same run directory: hydra.run.dir=<old run dir> ckpt_path=last)"
+        raise FileNotFoundError(f"ckpt_path={ckpt_path}: no checkpoint at {path}{hint}")
+    return str(path)
+
+
+def run(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
+    """Fit Dot; save its weights. Returns (final metrics, built objects)."""
+    L.seed_everything(cfg.seed, workers=True)
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.checkpoint.dirpath)
+    objects = build(cfg)
+    trainer = hydra.utils.instantiate(
+        cfg.trainer,
+        logger=instantiate_logger(cfg),
+        callbacks=[hydra.utils.instantiate(cfg.checkpoint)],
+    )
+    trainer.fit(objects["module"], datamodule=objects["datamodule"], ckpt_path=ckpt_path)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    if trainer.is_global_zero:
+        record = {
+            "scheduler": cfg.scheduler.name,
+            "jump_stride": OmegaConf.to_container(cfg.jump_stride, resolve=True),
+            "steps": trainer.global_step,
+            "metrics": metrics,
+            "run_config": OmegaConf.to_container(cfg, resolve=True),
+        }
+        dot_dir = save_dot(objects["dot"], Path(cfg.paths.output_dir) / "dot", record)
+        print(f"Dot saved to {dot_dir}")
+    return metrics, {**objects, "trainer": trainer}
+
+
+@entry_point("train")
+def main(cfg: DictConfig) -> Any:
+    return run(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""Dot shares Dash's tensors, trains only its own blocks and LoRA, and leaves Dash untouched."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from morse_exp.dash import Dash
+from morse_exp.dot import Dot
+
+
+def _inputs(batch=3, size=8):
+    torch.manual_seed(1)
+    x_ts, x_ti, z_ts = (torch.randn(batch, 1, size, size) for _ in range(3))
+    return x_ts, x_ti, z_ts, torch.tensor(600), torch.tensor(500)
+
+
+def test_dash_attached_to_a_dot_is_bit_identical_to_the_bare_model(training_config, make_unet):
+    bare = Dash(make_unet(seed=4), training_config)
+    shared = Dash(make_unet(seed=4), training_config)
+    dot = Dot(shared, num_down=1, width=8, lora_rank=4, norm_groups=4)
+    for layer in dot.lora_layers:  # non-zero adapters, so "off" really has to mean off
+        torch.nn.init.normal_(layer.lora_B["default"].weight)
+    x, t = torch.randn(4, 1, 8, 8), torch.tensor([10, 200, 500, 999])
+    with torch.no_grad():
+        dot(*_inputs())
+        assert torch.equal(shared(x, t), bare(x, t))
+
+
+def test_shared_parameters_are_the_same_tensors(dash):
+    before = {name: p.data_ptr() for name, p in dash.unet.named_parameters()}
+    dot = Dot(dash, num_down=1, width=8, lora_rank=2, norm_groups=4)
+    body = dict(dot.dash.unet.named_parameters())
+    for name, pointer in before.items():
+        shared_name = name if name in body else name.replace(".weight", ".base_layer.weight").replace(
+            ".bias", ".base_layer.bias"
+        )
+        assert body[shared_name].data_ptr() == pointer, name
+    assert dot.dash is dash
+
+
+def test_trainable_parameters_are_exactly_lora_and_new_blocks(dash):
+    dot = Dot(dash, num_down=2, width=8, lora_rank=2, norm_groups=4)
+    names = [name for name, _ in dot.trainable_parameters()]
+    lora = [n for n in names if ".lora_" in n]
+    new = [n for n in names if not n.startswith("dash.")]
+    assert lora and new and sorted(lora + new) == sorted(names)
+    assert all(n.split(".")[0] in {"time_proj", "time_embed", "down", "up", "head"} for n in new)
+    frozen = [n for n, p in dot.named_parameters() if n.startswith("dash.") and ".lora_" not in n]
+    assert frozen and not any(dict(dot.named_parameters())[n].requires_grad for n in frozen)
+
+
+def test_an_optimiser_step_changes_dot_but_not_dash(dash):
+    dot = Dot(dash, num_down=1, width=8, lora_rank=2, norm_groups=4)
+    dash_before = {n: p.detach().clone() for n, p in dash.unet.named_parameters() if ".lora_" not in n}
+    dot_before = {n: p.detach().clone() for n, p in dot.trainable_parameters()}
+    optimizer = torch.optim.AdamW([p for _, p in dot.trainable_parameters()], lr=1e-2)
+    x_ts, x_ti, z_ts, t_s, t_i = _inputs()
+    for _ in range(2):  # the zero head opens after step 1, then LoRA gets gradients too
+        optimizer.zero_grad()
+        (dot(x_ts, x_ti, z_ts, t_s, t_i) - 1).pow(2).mean().backward()
+        optimizer.step()
+    for name, value in dash_before.items():
+        assert torch.equal(dict(dash.unet.named_parameters())[name], value), name
+    changed = [n for n, p in dot.trainable_parameters() if not torch.equal(p, dot_before[n])]
+    assert any(".lora_" in n for n in changed) and any(n.startswith("head.") for n in changed)
+
+
+def test_untrained_dot_returns_zero_residual(dash):
+    dot = Dot(dash, num_down=2, width=8, lora_rank=2, norm_groups=4)
+    with torch.no_grad():
+        residual = dot(*_inputs())
+    assert residual.shape == (3, 1, 8, 8) and torch.count_nonzero(residual) == 0
+
+
+def test_dot_body_runs_at_reduced_resolution(dash):
+    dot = Dot(dash, num_down=2, width=8, lora_rank=2, norm_groups=4)
+    shapes = []
+    hook = dash.unet.mid_block.register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape[-2:])))
+    with torch.no_grad():
+        dot(*_inputs())
+        dash(torch.randn(3, 1, 8, 8), 500)
+    hook.remove()
+    assert shapes == [(1, 1), (4, 4)]  # Dot's body at 8/4/2, Dash's at 8/2
+
+
+@pytest.mark.parametrize("num_down", [0, 3])
+def test_num_down_too_large_for_the_sample_size_is_refused(dash, num_down):
+    with pytest.raises(ValueError, match=rf"dot.num_down={num_down} is invalid for 8x8 samples.*2\^\(m \+ 1\)"):
+        Dot(dash, num_down=num_down, width=8, lora_rank=2, norm_groups=4)
+
+
+def test_lora_targets_matching_nothing_are_refused(dash):
+    with pytest.raises(ValueError, match=r"dot.lora_targets=\[.no_such_layer.\].*not found"):
+        Dot(dash, num_down=1, width=8, lora_rank=2, norm_groups=4, lora_targets=["no_such_layer"])

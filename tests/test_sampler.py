@@ -1,0 +1,151 @@
+"""The one sampling loop: equal to diffusers' pipelines, to reuse, and to Dash under an oracle Dot."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DDIMPipeline, DDIMScheduler, DDPMPipeline, DDPMScheduler, DPMSolverMultistepScheduler
+from diffusers.utils.torch_utils import randn_tensor
+
+from morse_exp.dot import Dot
+from morse_exp.sampler import sample
+from morse_exp.schedule import DashSchedule
+from morse_exp.schedulers import SCHEDULERS, make_scheduler
+from morse_exp.seeding import sample_generators
+
+STEPS = 8
+
+
+def _as_pipeline_images(x: torch.Tensor) -> np.ndarray:
+    return (x / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).numpy()
+
+
+@pytest.mark.parametrize(
+    ("pipeline_class", "scheduler_class", "name"),
+    [(DDPMPipeline, DDPMScheduler, "ddpm"), (DDIMPipeline, DDIMScheduler, "ddim")],
+)
+def test_every_step_dash_equals_diffusers_pipeline(dash, training_config, pipeline_class, scheduler_class, name):
+    pipeline = pipeline_class(unet=dash.unet, scheduler=scheduler_class.from_config(training_config))
+    pipeline.set_progress_bar_config(disable=True)
+    expected = pipeline(
+        batch_size=4, generator=sample_generators(3, range(4)), num_inference_steps=STEPS, output_type="np"
+    ).images
+    ours, stats = sample(
+        dash, make_scheduler(name, training_config), DashSchedule.every_step(STEPS), sample_generators(3, range(4))
+    )
+    assert np.abs(_as_pipeline_images(ours) - expected).max() <= 1e-6
+    assert (stats.dash_calls, stats.dot_calls) == (STEPS, 0)
+
+
+def test_every_step_dash_equals_plain_dpm_solver_loop(dash, training_config):
+    scheduler = DPMSolverMultistepScheduler.from_config(training_config)
+    scheduler.set_timesteps(STEPS)
+    x = randn_tensor((3, 1, 8, 8), generator=sample_generators(5, range(3)))
+    with torch.no_grad():
+        for t in scheduler.timesteps:
+            x = scheduler.step(dash.unet(x, t).sample, t, x).prev_sample
+    ours, _ = sample(
+        dash, make_scheduler("dpm_solver", training_config), DashSchedule.every_step(STEPS),
+        sample_generators(5, range(3)),
+    )
+    assert (ours - x).abs().max() <= 1e-6
+
+
+def _reuse_loop(dash, scheduler, num_steps, stride, generators):
+    """Independent 'reuse the last Dash estimate' loop (the paper's eta = 0)."""
+    scheduler.set_timesteps(num_steps)
+    x = randn_tensor((len(generators), 1, 8, 8), generator=generators) * scheduler.init_noise_sigma
+    last = None
+    with torch.no_grad():
+        for i, t in enumerate(scheduler.timesteps):
+            if i % stride == 0:
+                last = dash(scheduler.scale_model_input(x, t), t)
+            x = scheduler.step(last, t, x, generator=generators).prev_sample
+    return x
+
+
+@pytest.mark.parametrize("name", ["ddpm", "ddim", "euler"])
+def test_untrained_dot_equals_reuse_loop(dash, training_config, name):
+    dot = Dot(dash, num_down=1, width=8, lora_rank=2, norm_groups=4)
+    ours, stats = sample(
+        dash, make_scheduler(name, training_config), DashSchedule.from_stride(STEPS, 3),
+        sample_generators(1, range(3)), dot=dot,
+    )
+    expected = _reuse_loop(dash, make_scheduler(name, training_config), STEPS, 3, sample_generators(1, range(3)))
+    assert torch.equal(ours, expected)
+    assert (stats.dash_calls, stats.dot_calls) == (3, 5)
+
+
+class OracleDot(torch.nn.Module):
+    """Returns the exact residual Dash(x_ti, t_i) - z_ts."""
+
+    def __init__(self, dash):
+        super().__init__()
+        self.dash = dash
+
+    def forward(self, x_ts, x_ti, z_ts, t_s, t_i, cond=None):
+        return self.dash(x_ti, t_i, cond) - z_ts
+
+
+@pytest.mark.parametrize("name", list(SCHEDULERS))
+@pytest.mark.parametrize("stride", [2, 3])
+def test_oracle_dot_reproduces_every_step_dash(dash, training_config, name, stride):
+    def run(schedule, dot=None):
+        return sample(
+            dash, make_scheduler(name, training_config), schedule, sample_generators(2, range(3)), dot=dot
+        )[0]
+
+    baseline = run(DashSchedule.every_step(STEPS))
+    morse = run(DashSchedule.from_stride(STEPS, stride), OracleDot(dash))
+    reuse = run(DashSchedule.from_stride(STEPS, stride))
+    scale = baseline.abs().max().clamp(min=1)
+    assert (morse - baseline).abs().max() / scale <= 1e-5
+    assert (reuse - baseline).abs().max() / scale > 1e-3  # the oracle really does the work
+
+
+def test_sample_is_independent_of_batch_size(dash, training_config):
+    schedule = DashSchedule.from_stride(STEPS, 2)
+    dot = Dot(dash, num_down=1, width=8, lora_rank=2, norm_groups=4)
+    torch.nn.init.normal_(dot.head.out.weight, std=0.1)  # a non-zero Dot
+    batch, _ = sample(dash, make_scheduler("ddpm", training_config), schedule, sample_generators(7, range(8)), dot=dot)
+    for i in (0, 5):
+        single, _ = sample(
+            dash, make_scheduler("ddpm", training_config), schedule, sample_generators(7, [i]), dot=dot
+        )
+        assert torch.allclose(single[0], batch[i], atol=1e-5, rtol=0)
+    other_seed, _ = sample(dash, make_scheduler("ddpm", training_config), schedule, sample_generators(8, [0]), dot=dot)
+    assert not torch.allclose(other_seed[0], batch[0], atol=1e-2)
+
+
+def test_callback_reports_every_step_with_its_source(dash, training_config):
+    seen = []
+    sample(
+        dash, make_scheduler("ddim", training_config), DashSchedule.from_pattern(6, [0, 1, 4]),
+        sample_generators(0, range(2)), callback=seen.append,
+    )
+    assert [s["i"] for s in seen] == list(range(6))
+    assert [s["source"] for s in seen] == ["dash", "dash", "dot", "dot", "dash", "dot"]
+    assert all(s["eps"].shape == (2, 1, 8, 8) for s in seen)
+
+
+def test_guidance_keeps_one_anchor_per_branch(dash, training_config):
+    """Unconditional and conditional halves each reuse their own Dash estimate."""
+    anchors = []
+
+    class RecordingDot(torch.nn.Module):
+        def forward(self, x_ts, x_ti, z_ts, t_s, t_i, cond=None):
+            anchors.append(z_ts.clone())
+            return torch.zeros_like(z_ts)
+
+    _, stats = sample(
+        dash, make_scheduler("ddim", training_config), DashSchedule.from_stride(4, 2),
+        sample_generators(0, range(2)), dot=RecordingDot(), cond=None, guidance_scale=3.0,
+    )
+    assert stats.dot_calls == 2 and len(anchors) == 2
+    assert anchors[0].shape[0] == 4  # both branches of both samples
+
+
+def test_unknown_scheduler_name_is_one_clear_line(training_config):
+    with pytest.raises(ValueError, match=r"unknown scheduler 'heun'.*ddim"):
+        make_scheduler("heun", training_config)
