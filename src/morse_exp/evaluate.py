@@ -1,0 +1,214 @@
+"""FID-vs-LSD sweep and lossless-speedup report: ``python -m morse_exp.evaluate``.
+
+For every LSD budget, three methods run through the one sampling loop at the same cost:
+``baseline`` (Dash at every step, n = floor(budget)), ``reuse`` (Morse's schedule with a
+zero Dot: the last Dash estimate is reused) and ``morse`` (Morse's schedule with the trained
+Dot). N, the Dash/Dot latency ratio, is measured on this device first and fixes the
+schedules. Every point appends one line to ``results.jsonl``; a rerun in the same run
+directory skips points already there. The run ends with ``speedup.json``, ``speedup.md``,
+``fid_vs_lsd.png`` and sample grids in ``samples/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+import torch.distributed as dist
+from omegaconf import DictConfig, OmegaConf
+
+from morse_exp.checkpoints import load_dot_weights, read_record
+from morse_exp.cli import entry_point, instantiate_logger
+from morse_exp.dash import Dash
+from morse_exp.dot import Dot
+from morse_exp.generation import generate
+from morse_exp.images import save_grid
+from morse_exp.report import read_results, write_report
+from morse_exp.schedule import DashSchedule, JumpPattern
+from morse_exp.speed import measure_speed_ratio
+
+METHODS = ("baseline", "reuse", "morse")
+RESULT_KEYS = ("model", "dataset", "scheduler", "jump_stride", "dot", "metric", "seed", "dot_checkpoint")
+
+
+def check_budgets(budgets: list[float]) -> list[float]:
+    """Budgets as floats; one-line ValueError unless every value is >= 1, sorted and unique."""
+    values = [float(b) for b in budgets]
+    if not values or any(not math.isfinite(b) or b < 1 for b in values):
+        raise ValueError(f"lsd_budgets={list(budgets)} is invalid: every budget must be a number >= 1 LSD")
+    if values != sorted(set(values)):
+        raise ValueError(f"lsd_budgets={list(budgets)} is invalid: give them sorted and without duplicates")
+    return values
+
+
+def check_methods(methods: list[str], dot_checkpoint: str | None) -> list[str]:
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise ValueError(f"methods={list(methods)} is invalid: choose from {', '.join(METHODS)}")
+    if "morse" in methods and dot_checkpoint is None:
+        raise ValueError(
+            "method 'morse' needs a trained Dot: set dot_checkpoint=<train run dir>/dot, "
+            "or methods=[baseline,reuse]"
+        )
+    return list(methods)
+
+
+def schedule_for(method: str, budget: float, jump: JumpPattern, speed_ratio: float) -> DashSchedule:
+    """The schedule a method gets for an LSD budget (baseline: every step Dash)."""
+    if method == "baseline":
+        return DashSchedule.every_step(int(math.floor(budget)))
+    return jump.fit_budget(budget, speed_ratio)
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """Hash of the settings that decide a point's result (not budgets, devices or paths)."""
+    chosen = {key: OmegaConf.to_container(cfg, resolve=True).get(key) for key in RESULT_KEYS}
+    chosen["metric"] = {k: v for k, v in (chosen["metric"] or {}).items() if k not in ("cache_dir", "device", "verbose", "batch_size")}
+    return hashlib.sha256(json.dumps(chosen, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def git_revision() -> str | None:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def append_record(path: Path, record: dict[str, Any]) -> None:
+    """Append one JSON line with a single write + fsync (a crash leaves at most a cut last line)."""
+    line = (json.dumps(record, default=str) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def resolve_speed_ratio(cfg: DictConfig, dash: Dash, dot: Dot, out_dir: Path) -> float:
+    """N from the config, from an earlier try of this run, or measured now (and recorded)."""
+    if cfg.speed_ratio is not None:
+        return float(cfg.speed_ratio)
+    record = out_dir / "speed_ratio.json"
+    if record.is_file():
+        return float(json.loads(record.read_text())["speed_ratio"])
+    measured = measure_speed_ratio(dash, dot, cfg.batch_size, cfg.device, cfg.speed_repeats)
+    if _is_main():
+        record.write_text(json.dumps({
+            "speed_ratio": measured.ratio, "batch_size": cfg.batch_size, "device": cfg.device,
+            "dash_seconds": measured.dash_seconds, "dot_seconds": measured.dot_seconds,
+        }, indent=2))
+    return measured.ratio
+
+
+def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Sweep every (budget, method) point not yet in results.jsonl, then write the report."""
+    budgets = check_budgets(cfg.lsd_budgets)
+    methods = check_methods(cfg.methods, cfg.dot_checkpoint)
+    jump = hydra.utils.instantiate(cfg.jump_stride)
+    dot_record = read_record(cfg.dot_checkpoint) if cfg.dot_checkpoint else None
+    if dot_record and dot_record.get("scheduler") != cfg.scheduler.name:
+        raise ValueError(
+            f"Dot {cfg.dot_checkpoint} was trained for scheduler {dot_record.get('scheduler')!r}, "
+            f"this run samples with {cfg.scheduler.name!r}: train one for it or set scheduler="
+            f"{dot_record.get('scheduler')}"
+        )
+    datamodule = hydra.utils.instantiate(cfg.dataset)
+    datamodule.check_available()
+    metric = hydra.utils.instantiate(cfg.metric)(datamodule=datamodule)
+    metric.check()
+
+    dash = hydra.utils.instantiate(cfg.model).to(cfg.device)
+    dot = hydra.utils.instantiate(cfg.dot)(dash=dash).to(cfg.device).eval()
+    if dot_record:
+        load_dot_weights(dot, cfg.dot_checkpoint)
+    out_dir = Path(cfg.paths.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    speed_ratio = resolve_speed_ratio(cfg, dash, dot, out_dir)
+    make_scheduler = hydra.utils.instantiate(cfg.scheduler)
+    results_path = out_dir / "results.jsonl"
+    this_config = config_hash(cfg)
+    done = {(r["method"], r["lsd_budget"]) for r in _read_if_exists(results_path) if r.get("config_hash") == this_config}
+    logger = instantiate_logger(cfg) if _is_main() else False
+    common = {
+        "model": str(dash.source), "dataset": datamodule.name, "scheduler": cfg.scheduler.name,
+        "jump_stride": OmegaConf.to_container(cfg.jump_stride, resolve=True), "speed_ratio": speed_ratio,
+        "seed": cfg.seed, "device": cfg.device, "precision": cfg.precision, "git_revision": git_revision(),
+        "config_hash": this_config, "dot_checkpoint": cfg.dot_checkpoint,
+    }
+    for budget in budgets:
+        for method in methods:
+            if (method, budget) in done:
+                continue
+            schedule = schedule_for(method, budget, jump, speed_ratio)
+            generated = generate(
+                dash, lambda: make_scheduler(base_config=dash.scheduler_config), schedule, cfg.seed,
+                metric.num_samples, cfg.batch_size, cfg.device,
+                dot=dot if method == "morse" else None, precision=cfg.precision,
+                progress=f"{method} @ {budget:g} LSD",
+            )
+            if not _is_main():
+                continue
+            scores = metric.compute(generated.images)
+            record = {
+                **common, "method": method, "lsd_budget": budget, "lsd": schedule.lsd(speed_ratio),
+                "num_steps": schedule.num_steps, "dash_calls": schedule.dash_calls,
+                "dot_calls": schedule.dot_calls, "seconds": generated.seconds,
+                "decode_seconds": generated.decode_seconds, "seed_range": [0, metric.num_samples],
+                **scores,
+            }
+            append_record(results_path, record)
+            print(f"{method:>8} @ {budget:5g} LSD: n={schedule.num_steps:3d} FID {scores['fid']:8.3f} "
+                  f"({generated.seconds:.1f} s)")
+            if budget in cfg.grid_budgets:
+                save_grid(generated.images[:64], out_dir / "samples" / f"{method}_lsd{budget:g}.png", nrow=8)
+            if logger:
+                logger.log_metrics({f"{method}/fid": scores["fid"], f"{method}/lsd": record["lsd"]},
+                                   step=budgets.index(budget))
+    if not _is_main():
+        return {}, {}
+    records = [r for r in read_results(results_path) if r.get("config_hash") == this_config]
+    paths = write_report(records, out_dir)
+    OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
+    summary = json.loads(Path(paths.json).read_text())
+    if logger:
+        _log_table(logger, records, Path(paths.plot))
+    print(Path(paths.markdown).read_text())
+    return summary, {"records": records, "dash": dash, "dot": dot}
+
+
+def _log_table(logger: Any, records: list[dict[str, Any]], plot: Path) -> None:
+    columns = ["method", "lsd_budget", "lsd", "fid", "kid", "seconds", "num_steps", "dash_calls", "dot_calls"]
+    if hasattr(logger, "log_table"):  # W&B: the table and the curves as an image
+        logger.log_table(key="results", columns=columns, data=[[r.get(c) for c in columns] for r in records])
+        logger.log_image(key="fid_vs_lsd", images=[str(plot)])
+    logger.save()
+
+
+def _read_if_exists(path: Path) -> list[dict[str, Any]]:
+    return read_results(path) if path.is_file() else []
+
+
+def _is_main() -> bool:
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+@entry_point("evaluate")
+def main(cfg: DictConfig) -> Any:
+    if "WORLD_SIZE" in os.environ and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return run(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,736 @@
+"""Lossless speedup read off quality-vs-cost curves, and the reports that show it.
+
+Input: result records, one dict per (method, budget), stored one JSON object per line in
+``results.jsonl`` by an evaluate run. Keys used here: ``method`` ("baseline", "reuse" or
+"morse"), ``lsd_budget`` (the requested budget, LSD), ``lsd`` (the point's actual cost, LSD),
+``seconds`` (wall-clock seconds to generate the point's samples), a quality metric (``fid`` by
+default), ``extractor`` (FID feature extractor) and ``num_samples``; ``model``, ``dataset`` and
+``scheduler`` are copied into the report when present.
+
+Lossless speedup (METHOD.md, "How speed is counted"): for a point of a method with quality q at
+cost c, the cost the reference (the baseline) needs to reach q, divided by c. The reference
+cost is read off the reference curve made monotone (running best along increasing cost), with
+log(cost) interpolated linearly in the metric. Where q lies outside the reference's range the
+ratio is only a bound, flagged ``">="`` or ``"<="``; averages use exactly defined points only.
+
+CLI: ``python -m morse_exp.report DIR [DIR ...] [--out OUT]`` gathers every ``results.jsonl``
+under the DIRs (one evaluate run, or a Hydra multirun with one run per subdirectory) into
+``summary.md``, ``summary.csv`` and ``summary.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import numbers
+import os
+import re
+import statistics
+import sys
+import tempfile
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, NamedTuple, TypedDict
+
+import numpy as np
+import yaml
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+Record = Mapping[str, Any]
+Bound = Literal[">=", "<="] | None
+
+COMPARISONS: tuple[tuple[str, str], ...] = (
+    ("morse", "baseline"),
+    ("reuse", "baseline"),
+    ("morse", "reuse"),
+)
+"""(method, reference) pairs reported; a pair is skipped when either method has no records."""
+
+COST_KEYS: tuple[str, ...] = ("lsd", "seconds")
+CONTEXT_KEYS: tuple[str, ...] = ("model", "dataset", "scheduler", "extractor", "num_samples")
+"""Keys that must take one value across the records of one report (a curve mixes nothing)."""
+
+METHOD_ORDER: tuple[str, ...] = ("baseline", "reuse", "morse")
+METHOD_STYLE: dict[str, dict[str, Any]] = {
+    "baseline": {"color": "black", "marker": "o", "linestyle": "-"},
+    "reuse": {"color": "tab:orange", "marker": "s", "linestyle": "--"},
+    "morse": {"color": "tab:blue", "marker": "^", "linestyle": "-"},
+}
+COST_LABEL = {"lsd": "LSD", "seconds": "seconds"}
+
+
+class SpeedupEntry(TypedDict):
+    """Lossless speedup of one method point against a reference curve.
+
+    Attributes:
+        budget: the point's requested budget (``lsd_budget``, LSD).
+        cost: the point's cost, in the unit of the cost key (LSD or seconds).
+        quality: the point's metric value.
+        reference_cost: the cost the reference needs for that quality (same unit as ``cost``);
+            for a bound, the reference's largest (">=") or smallest ("<=") cost.
+        speedup: ``reference_cost / cost`` (dimensionless).
+        bound: None when exact; ">=" when the point beats every reference point; "<=" when it is
+            worse than every reference point.
+    """
+
+    budget: float | None
+    cost: float
+    quality: float
+    reference_cost: float
+    speedup: float
+    bound: Bound
+
+
+class ReportPaths(NamedTuple):
+    """Files written by :func:`write_report`."""
+
+    json: Path
+    markdown: Path
+    plot: Path
+
+
+def _finite(value: Any) -> float | None:
+    """``value`` as a float, or None when it is missing, not a number, or not finite."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _curve(
+    points: Sequence[Record], cost_key: str, metric: str
+) -> list[tuple[float, float, Record]]:
+    """(cost, metric value, point) for points with a positive finite cost and a finite metric.
+
+    Sorted by increasing cost; points without a usable cost or metric are left out.
+    """
+    usable = []
+    for point in points:
+        cost, quality = _finite(point.get(cost_key)), _finite(point.get(metric))
+        if cost is not None and cost > 0 and quality is not None:
+            usable.append((cost, quality, point))
+    return sorted(usable, key=lambda item: item[0])
+
+
+def _frontier(
+    reference: Sequence[Record], cost_key: str, metric: str, lower_is_better: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """The reference curve made monotone: (log costs, scores) of its running-best points.
+
+    A score is the metric oriented so that lower is better. Only the points where the running
+    best strictly improves are kept, so costs increase and scores strictly decrease.
+    """
+    sign = 1.0 if lower_is_better else -1.0
+    curve = _curve(reference, cost_key, metric)
+    scored = sorted((cost, sign * quality) for cost, quality, _ in curve)  # equal costs: best first
+    if not scored:
+        raise ValueError(
+            f"the reference curve has no point with a finite {metric!r} and a positive {cost_key!r}"
+        )
+    log_costs, scores = [], []
+    for cost, score in scored:
+        if not scores or score < scores[-1]:
+            log_costs.append(math.log(cost))
+            scores.append(score)
+    return np.array(log_costs), np.array(scores)
+
+
+def lossless_speedup(
+    reference: Sequence[Record],
+    method: Sequence[Record],
+    cost_key: str = "lsd",
+    metric: str = "fid",
+    lower_is_better: bool = True,
+) -> list[SpeedupEntry]:
+    """Lossless speedup of each ``method`` point over the ``reference`` curve.
+
+    For a method point of quality q at cost c (in the unit of ``cost_key``: LSD or seconds),
+    the speedup is the cost the reference needs to reach q divided by c. That cost is read off
+    the reference curve made monotone with a running best along increasing cost, interpolating
+    log(cost) linearly in the metric. If q beats every reference point the result is the lower
+    bound ``max reference cost / c`` (``bound=">="``); if q is worse than every reference point
+    it is the upper bound ``min reference cost / c`` (``bound="<="``).
+
+    Points (of either curve) without a positive finite cost or a finite metric are skipped.
+
+    Args:
+        reference: records of the reference method (the baseline), any order.
+        method: records of the method to rate.
+        cost_key: record key holding the cost ("lsd" or "seconds").
+        metric: record key holding the quality ("fid", "kid", "psnr", ...).
+        lower_is_better: True for fid/kid, False for psnr/ssim/clip score.
+
+    Returns:
+        One entry per usable method point, by increasing cost.
+
+    Raises:
+        ValueError: the reference has no usable point.
+    """
+    log_costs, scores = _frontier(reference, cost_key, metric, lower_is_better)
+    sign = 1.0 if lower_is_better else -1.0
+    entries: list[SpeedupEntry] = []
+    for cost, quality, point in _curve(method, cost_key, metric):
+        score = sign * quality
+        bound: Bound = None
+        if score < scores[-1]:
+            bound, log_needed = ">=", log_costs[-1]
+        elif score > scores[0]:
+            bound, log_needed = "<=", log_costs[0]
+        else:
+            log_needed = float(np.interp(score, scores[::-1], log_costs[::-1]))
+        reference_cost = math.exp(log_needed)
+        entries.append(
+            SpeedupEntry(
+                budget=_finite(point.get("lsd_budget")),
+                cost=cost,
+                quality=quality,
+                reference_cost=reference_cost,
+                speedup=reference_cost / cost,
+                bound=bound,
+            )
+        )
+    return entries
+
+
+def _speedup_stats(entries: Sequence[SpeedupEntry]) -> dict[str, Any]:
+    """Average, min and max speedup over the exactly defined entries; counts of each kind."""
+    exact = [entry["speedup"] for entry in entries if entry["bound"] is None]
+    return {
+        "average": statistics.fmean(exact) if exact else None,
+        "min": min(exact, default=None),
+        "max": max(exact, default=None),
+        "exact_budgets": len(exact),
+        "bounded_budgets": len(entries) - len(exact),
+    }
+
+
+def _check_records(records: Sequence[Record], required: Sequence[str]) -> list[Record]:
+    """The records, last one kept per (method, lsd_budget); raises if a required key is missing."""
+    if not records:
+        raise ValueError("no result records to report on")
+    latest: dict[tuple[str, float], Record] = {}
+    for index, record in enumerate(records):
+        missing = [key for key in required if key not in record]
+        if missing:
+            raise ValueError(f"result record {index} lacks the keys {missing}")
+        if _finite(record["lsd_budget"]) is None:
+            raise ValueError(f"result record {index} has lsd_budget={record['lsd_budget']!r}")
+        latest[(record["method"], float(record["lsd_budget"]))] = record
+    if len(latest) < len(records):
+        warnings.warn(
+            f"{len(records) - len(latest)} result records repeat a (method, lsd_budget) pair; "
+            "the last one of each pair is kept",
+            stacklevel=3,
+        )
+    return list(latest.values())
+
+
+def _context(records: Sequence[Record]) -> dict[str, Any]:
+    """model/dataset/scheduler/extractor/num_samples of the records; raises if they disagree."""
+    context: dict[str, Any] = {}
+    for key in CONTEXT_KEYS:
+        values = {json.dumps(record[key]) for record in records if key in record}
+        if len(values) > 1:
+            raise ValueError(
+                f"the records mix {key} values {', '.join(sorted(values))}: one curve needs a "
+                f"single {key}, report them separately"
+            )
+        context[key] = json.loads(values.pop()) if values else None
+    return context
+
+
+def _ordered_methods(methods: set[str]) -> list[str]:
+    """Methods in display order: baseline, reuse, morse, then any others alphabetically."""
+    known = [method for method in METHOD_ORDER if method in methods]
+    return known + sorted(methods - set(METHOD_ORDER))
+
+
+def summarize(
+    records: Sequence[Record],
+    metric: str = "fid",
+    lower_is_better: bool = True,
+    cost_keys: Sequence[str] = COST_KEYS,
+) -> dict[str, Any]:
+    """The lossless-speedup summary of one evaluate run (the content of ``speedup.json``).
+
+    Args:
+        records: result records of one run (see the module docstring); when a
+            (method, lsd_budget) pair repeats, the last record wins (with a warning).
+        metric: quality key; lower_is_better: its direction.
+        cost_keys: cost keys to compute speedups on ("lsd": LSD, "seconds": wall clock).
+
+    Returns:
+        A JSON-ready dict: ``model``, ``dataset``, ``scheduler``, ``extractor``,
+        ``num_samples``, ``metric``, ``lower_is_better``, ``cost_keys``, ``methods`` (those
+        present, in display order), ``comparisons`` (``"<method>_vs_<reference>"`` -> cost key
+        -> ``average``/``min``/``max`` speedup over exactly defined budgets, ``exact_budgets``,
+        ``bounded_budgets``) and ``table`` (per budget: ``budget``, ``methods`` -> method ->
+        metric and cost values, ``speedups`` -> comparison -> cost key -> ``speedup``,
+        ``bound``, ``reference_cost``).
+
+    Raises:
+        ValueError: no records, a required key missing, records that mix extractors, sample
+            counts, models, datasets or schedulers, or a reference without a usable point.
+    """
+    records = _check_records(
+        records, ("method", "lsd_budget", "extractor", "num_samples", metric, *cost_keys)
+    )
+    context = _context(records)
+    by_method: dict[str, list[Record]] = {}
+    for record in records:
+        by_method.setdefault(record["method"], []).append(record)
+    methods = _ordered_methods(set(by_method))
+
+    budgets = sorted({float(record["lsd_budget"]) for record in records})
+    table: dict[float, dict[str, Any]] = {
+        budget: {"budget": budget, "methods": {}, "speedups": {}} for budget in budgets
+    }
+    for record in records:
+        table[float(record["lsd_budget"])]["methods"][record["method"]] = {
+            key: _finite(record[key]) for key in (metric, *cost_keys)
+        }
+
+    comparisons: dict[str, dict[str, Any]] = {}
+    for method, reference in COMPARISONS:
+        if method not in by_method or reference not in by_method:
+            continue
+        name = f"{method}_vs_{reference}"
+        comparisons[name] = {}
+        for cost_key in cost_keys:
+            try:
+                entries = lossless_speedup(
+                    by_method[reference], by_method[method], cost_key, metric, lower_is_better
+                )
+            except ValueError as error:
+                raise ValueError(f"{name}: {error}") from error
+            comparisons[name][cost_key] = _speedup_stats(entries)
+            for entry in entries:
+                table[entry["budget"]]["speedups"].setdefault(name, {})[cost_key] = {
+                    "speedup": entry["speedup"],
+                    "bound": entry["bound"],
+                    "reference_cost": entry["reference_cost"],
+                }
+    return {
+        **context,
+        "metric": metric,
+        "lower_is_better": lower_is_better,
+        "cost_keys": list(cost_keys),
+        "methods": methods,
+        "comparisons": comparisons,
+        "table": list(table.values()),
+    }
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same directory + os.replace."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _figure_bytes(figure: Figure) -> bytes:
+    """The figure rendered as PNG (Agg, no pyplot state)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    """``value`` formatted with ``spec``, or "n/a" when missing."""
+    return "n/a" if value is None else format(value, spec)
+
+
+def _fmt_speedup(cell: Mapping[str, Any] | None) -> str:
+    """A per-budget speedup cell: "2.01x", "≥3.10x" or "≤0.80x"."""
+    if cell is None:
+        return "n/a"
+    prefix = {None: "", ">=": "≥", "<=": "≤"}[cell["bound"]]
+    return f"{prefix}{cell['speedup']:.2f}x"
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """Markdown table lines (cells have "|" escaped)."""
+    lines = [header, ["---"] * len(header), *rows]
+    return [
+        "| " + " | ".join(str(cell).replace("|", "\\|") for cell in line) + " |" for line in lines
+    ]
+
+
+def _title(summary: Mapping[str, Any]) -> str:
+    """One line naming model, dataset, scheduler, extractor and sample count."""
+    return (
+        f"{summary['model']} on {summary['dataset']}, {summary['scheduler']} scheduler; "
+        f"{summary['metric'].upper()} with {summary['extractor']} features, "
+        f"{summary['num_samples']} samples"
+    )
+
+
+def render_markdown(summary: Mapping[str, Any]) -> str:
+    """``speedup.md``: the averages, then per-budget quality/cost and speedup tables."""
+    metric, cost_keys = summary["metric"], summary["cost_keys"]
+    direction = "lower" if summary["lower_is_better"] else "higher"
+    lines = [
+        f"# Lossless speedup: {_title(summary)}",
+        "",
+        f"Speedup = the cost the reference needs to reach the method's {metric} ({direction} is "
+        "better) / the method's cost, read off the curves made monotone. LSD = latency of one "
+        "Dash step; seconds = wall clock. ≥ / ≤: the method's "
+        f"{metric} lies outside the reference's range, so the value is only a bound; averages, "
+        "min and max use exact budgets only.",
+        "",
+        "## Average lossless speedup",
+        "",
+    ]
+    average_rows = [
+        [
+            name.replace("_", " "),
+            COST_LABEL.get(cost_key, cost_key),
+            _fmt(stats["average"], ".2f"),
+            _fmt(stats["min"], ".2f"),
+            _fmt(stats["max"], ".2f"),
+            str(stats["exact_budgets"]),
+            str(stats["bounded_budgets"]),
+        ]
+        for name, by_cost in summary["comparisons"].items()
+        for cost_key, stats in by_cost.items()
+    ]
+    lines += _md_table(
+        ["comparison", "cost", "average", "min", "max", "exact budgets", "bounds"], average_rows
+    )
+
+    methods = summary["methods"]
+    value_keys = [metric, *cost_keys]
+    lines += ["", "## Per budget: quality and cost", ""]
+    lines += _md_table(
+        ["budget (LSD)"] + [f"{key} {method}" for key in value_keys for method in methods],
+        [
+            [f"{row['budget']:g}"]
+            + [
+                _fmt(row["methods"].get(method, {}).get(key), ".4g")
+                for key in value_keys
+                for method in methods
+            ]
+            for row in summary["table"]
+        ],
+    )
+    if summary["comparisons"]:
+        lines += ["", "## Per budget: lossless speedup", ""]
+        lines += _md_table(
+            ["budget (LSD)"]
+            + [
+                f"{name.replace('_', ' ')} ({COST_LABEL.get(cost_key, cost_key)})"
+                for cost_key in cost_keys
+                for name in summary["comparisons"]
+            ],
+            [
+                [f"{row['budget']:g}"]
+                + [
+                    _fmt_speedup(row["speedups"].get(name, {}).get(cost_key))
+                    for cost_key in cost_keys
+                    for name in summary["comparisons"]
+                ]
+                for row in summary["table"]
+            ],
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _plot_curves(axes: Axes, summary: Mapping[str, Any], cost_key: str) -> None:
+    """Metric vs cost (log x) for every method of the summary, on ``axes``."""
+    metric = summary["metric"]
+    values = []
+    for method in summary["methods"]:
+        points = sorted(
+            (row["methods"][method][cost_key], row["methods"][method][metric])
+            for row in summary["table"]
+            if method in row["methods"]
+            and row["methods"][method][cost_key] is not None
+            and row["methods"][method][metric] is not None
+        )
+        if not points:
+            continue
+        label = method
+        versus_baseline = summary["comparisons"].get(f"{method}_vs_baseline", {}).get(cost_key)
+        if versus_baseline and versus_baseline["average"] is not None:
+            label += f" (avg {versus_baseline['average']:.2f}x vs baseline)"
+        costs, qualities = zip(*points, strict=True)
+        values += qualities
+        axes.plot(costs, qualities, label=label, **METHOD_STYLE.get(method, {"marker": "x"}))
+    log_axes = [axes.xaxis]
+    if values and min(values) > 0 and max(values) / min(values) > 10:
+        axes.set_yscale("log")
+        log_axes.append(axes.yaxis)
+    axes.set_xscale("log")
+    for axis in log_axes:  # plain numbers at 1, 2, 5 x 10^k instead of crowded 10^k labels
+        axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        axis.set_minor_formatter(NullFormatter())
+    axes.set_xlabel(f"cost ({COST_LABEL.get(cost_key, cost_key)}, log scale)")
+    direction = "lower" if summary["lower_is_better"] else "higher"
+    axes.set_ylabel(f"{metric.upper()} ({direction} is better)")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend()
+
+
+def render_plot(summary: Mapping[str, Any]) -> bytes:
+    """``fid_vs_lsd.png``: one panel of metric vs cost per cost key, as PNG bytes."""
+    cost_keys = summary["cost_keys"]
+    figure = Figure(figsize=(6 * len(cost_keys), 4.8))
+    for index, cost_key in enumerate(cost_keys):
+        _plot_curves(figure.add_subplot(1, len(cost_keys), index + 1), summary, cost_key)
+    figure.suptitle(_title(summary))
+    return _figure_bytes(figure)
+
+
+def write_report(
+    records: Sequence[Record],
+    out_dir: str | os.PathLike[str],
+    metric: str = "fid",
+    lower_is_better: bool = True,
+) -> ReportPaths:
+    """Write ``speedup.json``, ``speedup.md`` and ``fid_vs_lsd.png`` for one run into ``out_dir``.
+
+    Each file is written atomically (temporary file in ``out_dir``, then os.replace).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarize(records, metric, lower_is_better)
+    paths = ReportPaths(out / "speedup.json", out / "speedup.md", out / "fid_vs_lsd.png")
+    _write_atomic(paths.json, (json.dumps(summary, indent=2, allow_nan=False) + "\n").encode())
+    _write_atomic(paths.markdown, render_markdown(summary).encode())
+    _write_atomic(paths.plot, render_plot(summary))
+    return paths
+
+
+def read_results(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Records of a ``results.jsonl`` file (one JSON object per line).
+
+    Blank lines are skipped. A last line that is not valid JSON (a write that was cut off) is
+    ignored with a warning; invalid JSON anywhere else raises ValueError.
+    """
+    lines = [
+        (number, line)
+        for number, line in enumerate(Path(path).read_text().splitlines(), start=1)
+        if line.strip()
+    ]
+    records = []
+    for position, (number, line) in enumerate(lines):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            if position == len(lines) - 1:
+                warnings.warn(
+                    f"{path}:{number}: ignoring a truncated last line (interrupted write?)",
+                    stacklevel=2,
+                )
+                continue
+            raise ValueError(f"{path}:{number}: not valid JSON ({error})") from error
+        if not isinstance(record, dict):
+            kind = type(record).__name__
+            raise ValueError(f"{path}:{number}: expected a JSON object, got {kind}")
+        records.append(record)
+    return records
+
+
+def _natural_key(path: Path) -> list[tuple[int, int | str]]:
+    """Sort key that orders run directories 0, 1, 2, ..., 10 rather than 0, 1, 10, 2."""
+    return [
+        (0, int(part)) if part.isdigit() else (1, part)
+        for piece in path.parts
+        for part in re.split(r"(\d+)", piece)
+        if part
+    ]
+
+
+def find_runs(directory: str | os.PathLike[str]) -> list[Path]:
+    """Run directories (those holding ``results.jsonl``) at or under ``directory``, in order."""
+    root = Path(directory)
+    return sorted(
+        (results.parent for results in root.rglob("results.jsonl")),
+        key=lambda run: _natural_key(run.relative_to(root)),
+    )
+
+
+def read_overrides(run_dir: str | os.PathLike[str]) -> list[str]:
+    """Hydra overrides of a run (``.hydra/overrides.yaml``), or [] when the run has none."""
+    path = Path(run_dir) / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return []
+    try:
+        overrides = yaml.safe_load(path.read_text()) or []
+    except yaml.YAMLError as error:
+        raise ValueError(f"{path}: not valid YAML ({error})") from error
+    if not isinstance(overrides, list):
+        raise ValueError(f"{path}: expected a list of overrides, got {type(overrides).__name__}")
+    return [str(override) for override in overrides]
+
+
+SUMMARY_COLUMNS: tuple[str, ...] = (
+    "run", "overrides", "model", "dataset", "scheduler", "extractor", "num_samples",
+    "lsd_average", "lsd_min", "lsd_max", "seconds_average", "seconds_min", "seconds_max",
+    "morse_vs_reuse_lsd_average", "exact_budgets", "bounded_budgets",
+)  # fmt: skip
+"""Columns of ``summary.csv``; the speedups are Morse vs baseline unless named otherwise."""
+
+
+def _summary_row(run_dir: Path, relative_to: Path) -> dict[str, Any]:
+    """One ``summary.csv`` row for the run in ``run_dir`` (its path shown relative to another)."""
+    try:
+        summary = summarize(read_results(run_dir / "results.jsonl"))
+    except ValueError as error:
+        raise ValueError(f"{run_dir}: {error}") from error
+    empty = {"average": None, "min": None, "max": None, "exact_budgets": 0, "bounded_budgets": 0}
+    versus_baseline = summary["comparisons"].get("morse_vs_baseline", {})
+    versus_reuse = summary["comparisons"].get("morse_vs_reuse", {})
+    by_lsd = versus_baseline.get("lsd", empty)
+    by_seconds = versus_baseline.get("seconds", empty)
+    return {
+        "run": os.path.relpath(run_dir, relative_to),
+        "overrides": " ".join(read_overrides(run_dir)),
+        **{key: summary[key] for key in CONTEXT_KEYS},
+        **{f"lsd_{stat}": by_lsd[stat] for stat in ("average", "min", "max")},
+        **{f"seconds_{stat}": by_seconds[stat] for stat in ("average", "min", "max")},
+        "morse_vs_reuse_lsd_average": versus_reuse.get("lsd", empty)["average"],
+        "exact_budgets": by_lsd["exact_budgets"],
+        "bounded_budgets": by_lsd["bounded_budgets"],
+    }
+
+
+def _summary_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+    """``summary.md``: one row per run."""
+    header = [
+        "run", "overrides", "model", "dataset", "scheduler", "extractor", "samples",
+        "LSD avg", "LSD min", "LSD max", "seconds avg", "seconds min", "seconds max",
+        "morse vs reuse (LSD avg)", "exact / bound budgets",
+    ]  # fmt: skip
+    body = [
+        [
+            row["run"], row["overrides"] or "(none)",
+            *(str(row[key]) for key in CONTEXT_KEYS),
+            *(
+                _fmt(row[f"{cost}_{stat}"], ".2f")
+                for cost in ("lsd", "seconds")
+                for stat in ("average", "min", "max")
+            ),
+            _fmt(row["morse_vs_reuse_lsd_average"], ".2f"),
+            f"{row['exact_budgets']} / {row['bounded_budgets']}",
+        ]  # fmt: skip
+        for row in rows
+    ]
+    lines = [
+        "# Lossless speedup of Morse over the baseline, per run",
+        "",
+        "Speedups are Morse vs baseline over the exactly defined budgets (bounds left out), "
+        "in LSD (latency of one Dash step) and in wall-clock seconds.",
+        "",
+        *_md_table(header, body),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _summary_csv(rows: Sequence[Mapping[str, Any]]) -> str:
+    """``summary.csv``: one row per run, columns :data:`SUMMARY_COLUMNS`."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _summary_plot(rows: Sequence[Mapping[str, Any]]) -> bytes:
+    """``summary.png``: average LSD speedup per run, min-max error bars, line at 1x."""
+    averages, lows, highs = [], [], []
+    for row in rows:
+        average = row["lsd_average"]
+        averages.append(float("nan") if average is None else average)
+        lows.append(0.0 if average is None else average - row["lsd_min"])
+        highs.append(0.0 if average is None else row["lsd_max"] - average)
+    overrides = [row["overrides"].split() for row in rows]
+    shared = set.intersection(*map(set, overrides)) if len(rows) > 1 else set()
+    labels = [
+        "\n".join(item for item in items if item not in shared) or row["run"]
+        for row, items in zip(rows, overrides, strict=True)
+    ]
+    figure = Figure(figsize=(max(5.0, 1.8 * len(rows) + 1.5), 4.8))
+    axes = figure.add_subplot()
+    positions = range(len(rows))
+    bars = axes.bar(positions, averages, yerr=[lows, highs], capsize=4, color="tab:blue", alpha=0.8)
+    axes.bar_label(
+        bars,
+        labels=["" if math.isnan(average) else f"{average:.2f}x" for average in averages],
+        label_type="center",
+        color="white",
+    )
+    axes.axhline(1.0, color="black", linewidth=1, linestyle="--", zorder=0.5)  # behind bars
+    axes.set_xticks(list(positions), labels, fontsize=8)
+    axes.set_ylabel("lossless speedup in LSD (average, min-max)")
+    title = "Morse vs baseline, per run"
+    axes.set_title(title + (f" ({' '.join(sorted(shared))})" if shared else ""), fontsize=10)
+    axes.grid(True, axis="y", alpha=0.3)
+    return _figure_bytes(figure)
+
+
+def write_summary(
+    dirs: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str]
+) -> list[Path]:
+    """Gather every run under ``dirs`` into ``summary.md``, ``summary.csv`` and ``summary.png``.
+
+    Raises:
+        ValueError: a DIR is not a directory or holds no ``results.jsonl``, or a run cannot be
+            summarized.
+    """
+    run_dirs: list[Path] = []
+    for directory in map(Path, dirs):
+        if not directory.is_dir():
+            raise ValueError(f"{directory} is not a directory")
+        runs = find_runs(directory)
+        if not runs:
+            raise ValueError(f"no results.jsonl under {directory}")
+        run_dirs += runs
+    out = Path(out_dir)
+    rows = [_summary_row(run_dir, out) for run_dir in run_dirs]
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "summary.md", out / "summary.csv", out / "summary.png"]
+    _write_atomic(paths[0], _summary_markdown(rows).encode())
+    _write_atomic(paths[1], _summary_csv(rows).encode())
+    _write_atomic(paths[2], _summary_plot(rows))
+    return paths
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point; returns the exit status (0 on success, 2 on a usage or data error)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m morse_exp.report",
+        description="Summarize the lossless speedup of evaluate runs (single or Hydra multirun).",
+    )
+    parser.add_argument(
+        "dirs", nargs="+", type=Path, metavar="DIR",
+        help="an evaluate run directory (with results.jsonl) or a multirun directory above runs",
+    )  # fmt: skip
+    parser.add_argument(
+        "--out", type=Path, default=None, help="where to write summary.* (default: the first DIR)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        paths = write_summary(args.dirs, args.out or args.dirs[0])
+    except (ValueError, OSError) as error:
+        print(f"{parser.prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
+    for path in paths:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
