@@ -138,7 +138,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     make_scheduler = hydra.utils.instantiate(cfg.scheduler)
     results_path = out_dir / "results.jsonl"
     this_config = config_hash(cfg)
-    done = {(r["method"], r["lsd_budget"]) for r in _read_if_exists(results_path) if r.get("config_hash") == this_config}
+    done = {(r["method"], r["lsd_budget"]) for r in _read_finished(results_path) if r.get("config_hash") == this_config}
     logger = instantiate_logger(cfg) if _is_main() else False
     common = {
         "model": str(dash.source), "dataset": datamodule.name, "scheduler": cfg.scheduler.name,
@@ -195,8 +195,15 @@ def _log_table(logger: Any, records: list[dict[str, Any]], plot: Path) -> None:
     logger.save()
 
 
-def _read_if_exists(path: Path) -> list[dict[str, Any]]:
-    return read_results(path) if path.is_file() else []
+def _read_finished(path: Path) -> list[dict[str, Any]]:
+    """Records of finished points; a cut last line (interrupted append) is removed from the file."""
+    if not path.is_file():
+        return []
+    content = path.read_bytes()
+    if content and not content.endswith(b"\n"):
+        with path.open("r+b") as handle:
+            handle.truncate(content.rfind(b"\n") + 1)
+    return read_results(path)
 
 
 def _is_main() -> bool:

@@ -1,0 +1,115 @@
+"""Evaluate: resumable sweeps, sharded generation, and refusals before any sampling."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from morse_exp.checkpoints import save_dot
+from morse_exp.dot import Dot
+from morse_exp.evaluate import check_budgets, run
+from morse_exp.generation import generate
+from morse_exp.loading import load_dash
+from morse_exp.schedule import DashSchedule
+from morse_exp.schedulers import make_scheduler
+
+TINY = ["dot.width=8", "dot.norm_groups=4", "dot.lora_rank=2", "dot.num_down=1", "metric.num_samples=100",
+        "batch_size=50", "speed_ratio=4.0", "lsd_budgets=[2,3]", "grid_budgets=[3]", "logger=none"]
+
+
+@pytest.fixture
+def dot_dir(tiny_dash_dir, tmp_path):
+    """An untrained Dot saved as a train run would save it (for ddim)."""
+    dash = load_dash(str(tiny_dash_dir))
+    dot = Dot(dash, num_down=1, width=8, lora_rank=2, norm_groups=4)
+    torch.nn.init.normal_(dot.head.out.weight, std=0.05)
+    return save_dot(dot, tmp_path / "dot", {"scheduler": "ddim"})
+
+
+@pytest.fixture
+def evaluate(run_config):
+    def _evaluate(tiny_dash_dir, run_dir, *overrides):
+        isolated = [f"metric.extractors_dir={run_dir}/extractors", f"paths.cache_dir={run_dir.parent}/cache"]
+        cfg = run_config("evaluate", [f"model.pretrained={tiny_dash_dir}", *TINY, *isolated, *overrides], run_dir)
+        return run(cfg)
+
+    return _evaluate
+
+
+def test_sweep_writes_every_output_and_resumes_without_recomputing(tiny_dash_dir, dot_dir, tmp_path, evaluate):
+    run_dir = tmp_path / "run"
+    summary, _ = evaluate(tiny_dash_dir, run_dir, f"dot_checkpoint={dot_dir}")
+    for name in ("results.jsonl", "speedup.json", "speedup.md", "fid_vs_lsd.png", "config.yaml",
+                 "samples/morse_lsd3.png"):
+        assert (run_dir / name).is_file(), name
+    lines = (run_dir / "results.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert sorted((r["method"], r["lsd_budget"]) for r in records) == sorted(
+        (m, b) for m in ("baseline", "reuse", "morse") for b in (2.0, 3.0)
+    )
+    assert all(r["num_samples"] == 100 and r["seed_range"] == [0, 100] for r in records)
+    assert summary["scheduler"] == "ddim"
+
+    # Interrupt: keep two finished points and a half-written third, then rerun.
+    (run_dir / "results.jsonl").write_text("\n".join(lines[:2]) + "\n" + lines[2][:30])
+    evaluate(tiny_dash_dir, run_dir, f"dot_checkpoint={dot_dir}")
+    resumed = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    key = lambda r: (r["method"], r["lsd_budget"])  # noqa: E731
+    assert sorted(map(key, resumed)) == sorted(map(key, records))
+    first = {key(r): r["fid"] for r in records}
+    assert all(first[key(r)] == r["fid"] for r in resumed)
+    assert resumed[:2] == records[:2]  # finished points were kept, not recomputed
+
+
+def _shard_worker(rank, world, init_file, dash_dir, out_file):
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    dash = load_dash(dash_dir)
+    result = generate(dash, lambda: make_scheduler("ddpm", dash.scheduler_config), DashSchedule.every_step(4),
+                      seed=5, num_samples=7, batch_size=3)
+    if rank == 0:
+        torch.save(result.images, out_file)
+    dist.destroy_process_group()
+
+
+def test_two_processes_generate_the_same_samples_as_one(tiny_dash_dir, tmp_path):
+    dash = load_dash(str(tiny_dash_dir))
+    single = generate(dash, lambda: make_scheduler("ddpm", dash.scheduler_config), DashSchedule.every_step(4),
+                      seed=5, num_samples=7, batch_size=2).images
+    out_file = tmp_path / "sharded.pt"
+    mp.start_processes(_shard_worker, args=(2, tmp_path / "init", str(tiny_dash_dir), out_file),
+                       nprocs=2, join=True, start_method="spawn")
+    sharded = torch.load(out_file, weights_only=True)
+    assert sharded.shape == single.shape == (7, 1, 8, 8)
+    assert torch.allclose(sharded, single, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("budgets", [[0.5, 3], [3, 2], [2, 2], []])
+def test_bad_budget_lists_are_refused(budgets):
+    with pytest.raises(ValueError, match=r"lsd_budgets=.* is invalid"):
+        check_budgets(budgets)
+
+
+def test_dot_for_another_scheduler_is_refused_before_sampling(tiny_dash_dir, dot_dir, tmp_path, evaluate):
+    with pytest.raises(ValueError, match=r"trained for scheduler 'ddim'.*samples with 'ddpm'"):
+        evaluate(tiny_dash_dir, tmp_path / "run", f"dot_checkpoint={dot_dir}", "scheduler=ddpm")
+    assert not (tmp_path / "run" / "results.jsonl").exists()
+
+
+def test_dot_for_another_dash_or_m_is_refused(tiny_dash_dir, dot_dir, tmp_path, make_unet, evaluate):
+    other = tmp_path / "other_dash"
+    make_unet(seed=99).save_pretrained(other, safe_serialization=True)
+    with pytest.raises(ValueError, match=r"trained for another Dash"):
+        evaluate(other, tmp_path / "run", f"dot_checkpoint={dot_dir}")
+    with pytest.raises(ValueError, match=r"has Dot settings .*'num_down': 1"):
+        evaluate(tiny_dash_dir, tmp_path / "run2", f"dot_checkpoint={dot_dir}", "dot.num_down=2")
+
+
+def test_morse_without_a_dot_is_refused(tiny_dash_dir, tmp_path, evaluate):
+    with pytest.raises(ValueError, match=r"method 'morse' needs a trained Dot"):
+        evaluate(tiny_dash_dir, tmp_path / "run")
