@@ -8,8 +8,11 @@ help:  ## list the targets
 install:  ## install the package and its test tools (pip install -e ".[dev]")
 	$(PYTHON) -m pip install -e ".[dev]"
 
+RUN_DIR ?= outputs/main
 run: install  ## the main job on the embedded default: train Dot, evaluate, write the speedup report
-	$(PYTHON) -m morse_exp.main
+	$(PYTHON) -m morse_exp.train hydra.run.dir=$(RUN_DIR)/train
+	$(PYTHON) -m morse_exp.evaluate dot_checkpoint=$(RUN_DIR)/train/dot hydra.run.dir=$(RUN_DIR)/evaluate
+	@echo "report: $(RUN_DIR)/evaluate/speedup.md and fid_vs_lsd.png"
 
 test: install  ## the fast test suite (what CI runs)
 	$(PYTHON) -m pytest -q
