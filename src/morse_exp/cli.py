@@ -9,6 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from morse_exp.data import DatasetNotFoundError
@@ -32,11 +35,14 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
         def main(cfg: DictConfig) -> Any:
             try:
                 run(cfg)
-            except USER_ERRORS as error:
-                if os.environ.get("MORSE_DEBUG"):
+            except (*USER_ERRORS, InstantiationException) as error:
+                cause = error.__cause__ if isinstance(error, InstantiationException) else error
+                if os.environ.get("MORSE_DEBUG") or not isinstance(cause, USER_ERRORS):
                     raise
-                message = str(error).splitlines()[0] if str(error) else type(error).__name__
+                message = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
                 print(f"error: {message}", file=sys.stderr)
+                if HydraConfig.get().mode == RunMode.MULTIRUN:
+                    raise RuntimeError(message) from None  # this job fails, the sweep goes on
                 sys.exit(2)
 
         return main

@@ -59,10 +59,9 @@ class ImageDataModule(L.LightningDataModule):
         self.split("train")
 
     def train_dataloader(self) -> DataLoader:
-        # A seeded DistributedSampler (one replica when not distributed): Lightning calls its
-        # set_epoch, so the order depends on (seed, epoch), never on global RNG state.
         distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-        sampler = DistributedSampler(
+        sampler = _EpochSeededSampler(
+            self,
             self.split("train"),
             num_replicas=torch.distributed.get_world_size() if distributed else 1,
             rank=torch.distributed.get_rank() if distributed else 0,
@@ -84,6 +83,25 @@ class ImageDataModule(L.LightningDataModule):
         data = self.split(split)
         count = len(data) if limit is None else min(limit, len(data))
         return torch.stack([data[i][0] for i in range(count)])
+
+
+class _EpochSeededSampler(DistributedSampler):
+    """A seeded shuffle whose order is a function of (seed, trainer epoch) only.
+
+    The epoch is read from the attached trainer at iteration time rather than trusted from
+    ``set_epoch``: on resuming from an epoch-end checkpoint Lightning calls ``set_epoch`` one
+    epoch ahead of ``current_epoch``. One replica when not distributed.
+    """
+
+    def __init__(self, datamodule: L.LightningDataModule, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.datamodule = datamodule
+
+    def __iter__(self):  # noqa: ANN204
+        trainer = getattr(self.datamodule, "trainer", None)
+        if trainer is not None:
+            self.epoch = trainer.current_epoch
+        return super().__iter__()
 
 
 class DigitsDataModule(ImageDataModule):

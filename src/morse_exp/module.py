@@ -15,6 +15,7 @@ replays the same steps as an uninterrupted one.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -64,8 +65,8 @@ class MorseModule(L.LightningModule):
             raise ValueError("dot must be built on the same Dash instance it is trained against")
         if jump.max_gap < 2:
             raise ValueError(
-                "jump_stride=1 runs Dash at every step, so there are no Dot steps to train: "
-                "use jump_stride >= 2"
+                "jump stride 1 runs Dash at every step, so there are no Dot steps to train: "
+                "use jump_stride=stride2 (or jump_stride.stride=N with N >= 2)"
             )
         fine_steps = sorted({int(n) for n in fine_steps})
         if not fine_steps or fine_steps[0] < 2:
@@ -96,7 +97,7 @@ class MorseModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         metrics = self.trainer.callback_metrics
         if "val/dot_mse" in metrics and "val/reuse_mse" in metrics:
-            self.log("val/gain_over_reuse", metrics["val/reuse_mse"] / metrics["val/dot_mse"])
+            self.log("val/gain_over_reuse", metrics["val/reuse_mse"] / metrics["val/dot_mse"], sync_dist=True)
 
     def rollout(self, images: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """Mean squared error of Dot and of plain reuse against Dash on one trajectory stretch.
@@ -147,17 +148,20 @@ class MorseModule(L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         params = [p for _, p in self.dot.trainable_parameters()]
         optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
-        total = max(1, int(self.trainer.max_steps)) if self.trainer.max_steps > 0 else 10**6
-        warmup = torch.optim.lr_scheduler.LinearLR(
-            optimizer, start_factor=1.0 / max(1, self.warmup_steps), total_iters=max(1, self.warmup_steps)
-        )
-        decay = torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimizer, T_max=max(1, total - self.warmup_steps), eta_min=self.lr * 0.05
-        )
-        schedule = torch.optim.lr_scheduler.SequentialLR(
-            optimizer, [warmup, decay], milestones=[max(1, self.warmup_steps)]
-        )
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def _lr_factor(self, step: int) -> float:
+        """Linear warm-up, then cosine decay to 5% over the trainer's (current) max_steps.
+
+        The horizon is read at every step, so a run resumed with a larger max_steps decays
+        over the new horizon instead of restarting the cosine.
+        """
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        total = self.trainer.max_steps if self.trainer.max_steps > 0 else 10**6
+        progress = min(1.0, (step - self.warmup_steps) / max(1, total - self.warmup_steps))
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress))
 
     # ----------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

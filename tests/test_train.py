@@ -1,0 +1,423 @@
+"""End-to-end tests of ``python -m morse_exp.train`` on a tiny random Dash (CPU, seconds).
+
+Runs that only need the Python API call ``morse_exp.train.run(cfg)`` in this process on a
+config composed by Hydra's compose API. Runs whose exit code and stderr matter go through
+the real Hydra entry point: DDP as a plain ``python -m morse_exp.train`` subprocess; the
+others through one driver subprocess that imports ``morse_exp.train`` once and then forks one
+child per case, so each case is a real process (own exit status, own stderr) without paying
+the ~10 s import of torch + lightning + diffusers again on these small CI machines.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import os
+import struct
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from diffusers import DDPMScheduler, UNet2DModel
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
+from safetensors.torch import load_file
+
+import morse_exp  # noqa: F401  (registers the ${asset:...} resolver)
+from morse_exp import tracking
+from morse_exp.train import run
+
+REPO = Path(__file__).resolve().parents[1]
+CONF_DIR = REPO / "conf"
+TINY_DOT = ["dot.width=8", "dot.norm_groups=4", "dot.lora_rank=2"]
+# digits: 1437 training images; batch 32 with drop_last -> 44 steps per epoch. The fast
+# resume test caps an epoch at EPOCH_STEPS batches so that its epochs end every few steps.
+EPOCH_STEPS = 4
+
+
+# ------------------------------------------------------------------------------ helpers
+def save_tiny_dash(directory: Path, seed: int) -> Path:
+    """A 2-level random UNet2DModel + DDPM scheduler config in diffusers' directory format."""
+    torch.manual_seed(seed)
+    unet = UNet2DModel(
+        sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16),
+        layers_per_block=1, down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"), norm_num_groups=4, attention_head_dim=4,
+    )
+    unet.save_pretrained(directory, safe_serialization=True)
+    DDPMScheduler().save_config(directory)
+    return directory
+
+
+def tiny(dash: Path, steps: int, val_every: int, *extra: str) -> list[str]:
+    """Overrides for a tiny run: tiny Dash and Dot, ``steps`` steps, short validations."""
+    return [
+        f"model.pretrained={dash}", *TINY_DOT, f"trainer.max_steps={steps}",
+        "dataset.batch_size=32", f"trainer.val_check_interval={val_every}",
+        "+trainer.limit_val_batches=2", "trainer.log_every_n_steps=1", *extra,
+    ]
+
+
+def compose_train(run_dir: Path, overrides: list[str]) -> DictConfig:
+    """The train config as ``@hydra.main`` would build it, with its run dir at ``run_dir``."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="train"):
+        cfg = compose("train", overrides=[*overrides, f"hydra.run.dir={run_dir}"], return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(run_dir)
+        if OmegaConf.is_missing(cfg.hydra.runtime, "cwd"):
+            cfg.hydra.runtime.cwd = os.getcwd()
+    HydraConfig.instance().set_config(cfg)  # ${hydra:...} resolves against this from now on
+    with open_dict(cfg):
+        del cfg["hydra"]  # the task config of a real run has no hydra node
+    return cfg
+
+
+def train(run_dir: Path, overrides: list[str]) -> dict[str, float]:
+    metrics, _ = run(compose_train(run_dir, overrides))
+    return metrics
+
+
+def dot_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(run_dir / "dot" / "dot.safetensors")
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    env.pop("MORSE_DEBUG", None)
+    env.update(extra)
+    return env
+
+
+DRIVER = textwrap.dedent(
+    """
+    import json, os, sys
+    from morse_exp.train import main  # the heavy imports, once
+
+    cases = json.load(open(sys.argv[1]))
+    codes = []
+    for case in cases:
+        pid = os.fork()
+        if pid == 0:  # child: one `python -m morse_exp.train <argv>` run
+            for key in case["unset"]:
+                os.environ.pop(key, None)
+            os.environ.update(case["env"])
+            os.chdir(case["cwd"])
+            sys.stdout.flush(); sys.stderr.flush()
+            os.dup2(os.open(case["out"] + ".stdout", os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 1)
+            os.dup2(os.open(case["out"] + ".stderr", os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
+            sys.argv = ["morse_exp.train", *case["argv"]]
+            main()
+            sys.exit(0)
+        codes.append(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+    print(json.dumps(codes))
+    """
+)
+
+
+def run_cli_cases(work: Path, cases: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Run each case as its own ``morse_exp.train`` process; {name: {rc, stdout, stderr}}."""
+    specs = []
+    for name, case in cases.items():
+        specs.append({
+            "argv": case["argv"], "env": case.get("env", {}), "unset": case.get("unset", []),
+            "cwd": str(case.get("cwd", work)), "out": str(work / name),
+        })
+    (work / "cases.json").write_text(json.dumps(specs))
+    done = subprocess.run(
+        [sys.executable, "-c", DRIVER, str(work / "cases.json")],
+        env=subprocess_env(HF_HOME=str(work / "hf")), cwd=work, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    codes = json.loads(done.stdout.strip().splitlines()[-1])
+    return {
+        name: {
+            "rc": rc,
+            "stdout": (work / f"{name}.stdout").read_text(),
+            "stderr": (work / f"{name}.stderr").read_text(),
+        }
+        for name, rc in zip(cases, codes, strict=True)
+    }
+
+
+def wandb_records(path: Path) -> list[Any]:
+    """The protobuf records of a ``.wandb`` transaction log (W&B header + LevelDB log format)."""
+    from wandb.proto import wandb_internal_pb2
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B", f"{path} is not a W&B transaction log"
+    pos, block, chunks, records = 7, 32768, [], []
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # block trailer too small for a header: zero padding
+            pos += block - pos % block
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        chunks.append(data[pos + 7:pos + 7 + length])
+        pos += 7 + length
+        if kind in (1, 4):  # FULL or LAST fragment: a record is complete
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(b"".join(chunks))
+            records.append(record)
+            chunks = []
+        elif kind == 0:
+            chunks = []
+    return records
+
+
+def files_in(directory: Path) -> set[str]:
+    return {str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file()}
+
+
+# ----------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="session")
+def tiny_dash(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_dash(tmp_path_factory.mktemp("dash_a"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def other_dash(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Same architecture as ``tiny_dash``, other random weights."""
+    return save_tiny_dash(tmp_path_factory.mktemp("dash_b"), seed=1)
+
+
+def resume_overrides(dash: Path, steps: int, epoch_steps: int | None) -> list[str]:
+    limit = [] if epoch_steps is None else [f"+trainer.limit_train_batches={epoch_steps}"]
+    return tiny(dash, steps, epoch_steps or 22, *limit)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_dash: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """2 short epochs of training without interruption (also Dash A's checkpoint below)."""
+    run_dir = tmp_path_factory.mktemp("uninterrupted")
+    train(run_dir, resume_overrides(tiny_dash, 2 * EPOCH_STEPS, EPOCH_STEPS))
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def cli(tiny_dash: Path, other_dash: Path, uninterrupted: Path,
+        tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    """Every real-entry-point case of this module, run once: {name: rc/stdout/stderr/dir}."""
+    work = tmp_path_factory.mktemp("cli")
+    home = work / "home"
+    home.mkdir()
+    cases: dict[str, dict[str, Any]] = {}
+    bad = {
+        "stride_zero": "jump_stride.stride=0",
+        "stride_text": "jump_stride.stride=abc",
+        "stride_one": "jump_stride=dash_only",
+        "stride_one_override": "jump_stride.stride=1",
+        "dash_missing": "model.pretrained=/nonexistent",
+        "dash_offline_hub": "model.pretrained=google/ddpm-cifar10-32",  # HF_HUB_OFFLINE=1, empty HF_HOME
+    }
+    for name, override in bad.items():
+        cases[name] = {"argv": [*tiny(tiny_dash, 2, 2), override, f"hydra.run.dir={work / name / 'run'}"]}
+    # A checkpoint of Dash A (the `uninterrupted` run) resumed on Dash B.
+    cases["other_dash"] = {"argv": [
+        *resume_overrides(other_dash, 2 * EPOCH_STEPS, EPOCH_STEPS),
+        f"ckpt_path={uninterrupted / 'checkpoints' / 'last.ckpt'}",
+        f"hydra.run.dir={work / 'other_dash' / 'run'}",
+    ]}
+    cases["wandb"] = {  # nothing configured: no key, no netrc, no WANDB_MODE
+        "argv": [*tiny(tiny_dash, 3, 3), "logger=wandb", f"hydra.run.dir={work / 'wandb' / 'run'}"],
+        "unset": ["WANDB_MODE", "WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_BASE_URL", "NETRC"],
+        "env": {
+            "HOME": str(home), "WANDB_DIR": str(work / "wandb_dir"), "WANDB_CONFIG_DIR": str(home / "cfg"),
+            "WANDB_CACHE_DIR": str(home / "cache"), "WANDB_DATA_DIR": str(home / "data"),
+            "WANDB_SILENT": "true",
+        },
+    }
+    cases["multirun"] = {"argv": [
+        "-m", "jump_stride=stride2,stride3", *tiny(tiny_dash, 2, 2),
+        f"hydra.sweep.dir={work / 'multirun' / 'sweep'}",
+    ]}
+    for name in cases:
+        (work / name).mkdir(exist_ok=True)
+    results = run_cli_cases(work, cases)
+    for name in results:
+        results[name]["dir"] = work / name
+    return results
+
+
+def one_line_error(result: dict[str, Any]) -> str:
+    lines = result["stderr"].strip().splitlines()
+    assert lines, "nothing on stderr"
+    return lines[-1]
+
+
+# -------------------------------------------------------------------------------- resume
+@pytest.mark.parametrize(
+    "epoch_steps",
+    [EPOCH_STEPS, pytest.param(None, marks=pytest.mark.slow, id="full-epochs")],
+    ids=lambda v: f"epoch{v}" if v else "full-epochs",
+)
+def test_resume_reproduces_uninterrupted_run(
+    epoch_steps: int | None, tiny_dash: Path, uninterrupted: Path, tmp_path: Path
+) -> None:
+    """Stopped at an epoch end and resumed with ``ckpt_path=last``: bit-identical Dot weights.
+
+    Fast variant: epochs capped at EPOCH_STEPS batches (K = 2 * EPOCH_STEPS). Slow variant:
+    the real 44-step epochs of digits at batch 32 (K = 88). Both stay inside the LR warm-up
+    (module.warmup_steps=100): the stopped run's max_steps=K/2 sets a different cosine horizon,
+    which the checkpoint restores, so past the warm-up the two runs' learning rates would differ.
+    """
+    if epoch_steps is None:
+        half, reference = 44, tmp_path / "uninterrupted"
+        train(reference, resume_overrides(tiny_dash, 2 * half, None))
+    else:
+        half, reference = epoch_steps, uninterrupted
+    run_dir = tmp_path / "interrupted"
+    train(run_dir, resume_overrides(tiny_dash, half, epoch_steps))
+    stopped = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert stopped["global_step"] == half
+    assert not all(torch.equal(a, b) for a, b in zip(
+        dot_weights(run_dir).values(), dot_weights(reference).values(), strict=True
+    )), "half a run already matches the full run: the test would prove nothing"
+
+    train(run_dir, [*resume_overrides(tiny_dash, 2 * half, epoch_steps), "ckpt_path=last"])
+    resumed, expected = dot_weights(run_dir), dot_weights(reference)
+    assert resumed.keys() == expected.keys()
+    differing = [name for name in expected if not torch.equal(resumed[name], expected[name])]
+    assert not differing, (
+        f"{len(differing)}/{len(expected)} Dot tensors differ, e.g. {differing[:3]}; the stopped "
+        f"run's last.ckpt has epoch={stopped['epoch']} (0 if written at the end of epoch 0)"
+    )
+    assert json.loads((run_dir / "dot" / "dot.json").read_text())["steps"] == 2 * half
+
+
+def test_resume_without_checkpoint_fails_clearly(tiny_dash: Path, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="ckpt_path=last: no checkpoint at .*hydra.run.dir"):
+        train(tmp_path, [*tiny(tiny_dash, 2, 2), "ckpt_path=last"])
+
+
+# ---------------------------------------------------------------------------- validation
+def test_validation_logs_dot_and_reuse_mse(uninterrupted: Path) -> None:
+    with open(uninterrupted / "csv" / "metrics.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    for key in ("val/dot_mse", "val/reuse_mse", "train/dot_mse"):
+        values = [float(row[key]) for row in rows if row.get(key)]
+        assert values, f"{key} never logged"
+        assert all(v == v and v >= 0 for v in values), f"{key}: {values}"
+    record = json.loads((uninterrupted / "dot" / "dot.json").read_text())
+    assert {"val/dot_mse", "val/reuse_mse"} <= set(record["metrics"])
+
+
+# ---------------------------------------------------------------------------------- DDP
+def test_ddp_on_cpu_writes_one_checkpoint_and_one_dot(tiny_dash: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "morse_exp.train", "trainer=ddp", "trainer.devices=2",
+         "trainer.accelerator=cpu", *tiny(tiny_dash, 4, 2), f"hydra.run.dir={run_dir}"],
+        env=subprocess_env(), cwd=tmp_path, capture_output=True, text=True, timeout=400,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(run_dir.rglob("last.ckpt")) == [run_dir / "checkpoints" / "last.ckpt"]
+    assert all(p.parent == run_dir / "checkpoints" for p in run_dir.rglob("*.ckpt"))
+    assert sorted(run_dir.rglob("dot.safetensors")) == [run_dir / "dot" / "dot.safetensors"]
+    record = json.loads((run_dir / "dot" / "dot.json").read_text())
+    assert record["steps"] == 4
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu",
+                      weights_only=False)["global_step"] == 4
+
+
+# ------------------------------------------------------------------------------- logging
+def test_wandb_logs_offline_under_run_dir(cli: dict[str, dict[str, Any]]) -> None:
+    result = cli["wandb"]
+    assert result["rc"] == 0, result["stderr"][-3000:]
+    run_dir = result["dir"] / "run"
+    logs = glob.glob(str(run_dir / "wandb" / "offline-run-*" / "run-*.wandb"))
+    assert len(logs) == 1, sorted(files_in(run_dir))
+    keys = {
+        item.key or "/".join(item.nested_key)
+        for record in wandb_records(Path(logs[0]))
+        if record.WhichOneof("record_type") == "history"
+        for item in record.history.item
+    }
+    assert {"train/dot_mse", "val/dot_mse", "val/reuse_mse"} <= keys, sorted(keys)
+    wandb_dir = result["dir"].parent / "wandb_dir"
+    assert not wandb_dir.exists() or not list(wandb_dir.rglob("offline-run-*"))
+
+
+def test_wandb_logger_mode_follows_configuration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_BASE_URL", "NETRC"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+
+    def mode(**kwargs: Any) -> str:
+        return tracking.wandb_logger("p", tmp_path / "run", "n", **kwargs)._wandb_init["mode"]
+
+    assert mode() == "offline"
+    assert (tmp_path / "run").is_dir()
+    with pytest.raises(ValueError, match="no W&B API key"):
+        mode(offline=False)  # would otherwise prompt for a key
+    monkeypatch.setenv("WANDB_MODE", "online")
+    with pytest.raises(ValueError, match="no W&B API key"):
+        mode()
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert mode() == "disabled"
+    assert mode(offline=True) == "offline"
+    monkeypatch.delenv("WANDB_MODE")
+    (tmp_path / ".netrc").write_text("machine api.wandb.ai\n  login user\n  password " + "k" * 40 + "\n")
+    (tmp_path / ".netrc").chmod(0o600)
+    assert mode() == "online"
+    assert mode(offline=True) == "offline"
+    (tmp_path / ".netrc").unlink()
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+    assert mode() == "online"
+    with pytest.raises(ValueError, match="log_model"):
+        mode(offline=True, log_model=True)
+    assert os.environ.get("WANDB_MODE") is None  # the environment is left alone
+
+
+# --------------------------------------------------------------------------- bad inputs
+def test_checkpoint_of_another_dash_is_refused(cli: dict[str, dict[str, Any]]) -> None:
+    result = cli["other_dash"]
+    assert result["rc"] != 0
+    line = one_line_error(result)
+    assert line.startswith("error:") and "another Dash" in line, result["stderr"][-3000:]
+    assert not (result["dir"] / "run" / "dot").exists()
+
+
+@pytest.mark.parametrize(
+    "case, words",
+    [
+        ("stride_zero", ["jump_stride"]),
+        ("stride_text", ["jump_stride", "abc"]),
+        ("stride_one", ["jump_stride", "Dot steps"]),
+        ("stride_one_override", ["jump_stride", "Dot steps"]),
+        ("dash_missing", ["model.pretrained", "/nonexistent"]),
+        ("dash_offline_hub", ["model.pretrained", "morse_exp.pretrain"]),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(
+    cli: dict[str, dict[str, Any]], case: str, words: list[str]
+) -> None:
+    result = cli[case]
+    stderr = result["stderr"]
+    assert result["rc"] == 2, f"exit code {result['rc']}, stderr:\n{stderr[-3000:]}"
+    assert "Traceback" not in stderr and "HYDRA_FULL_ERROR" not in stderr, stderr[-3000:]
+    line = one_line_error(result)
+    assert line.startswith("error: ") and "\n" not in line
+    for word in words:
+        assert word in line, line
+    run_dir = result["dir"] / "run"
+    written = files_in(run_dir) if run_dir.exists() else set()
+    assert {f for f in written if not f.startswith(".hydra/") and f != "train.log"} == set(), written
+
+
+# ------------------------------------------------------------------------------ multirun
+def test_multirun_basic_launcher_runs_each_stride(cli: dict[str, dict[str, Any]]) -> None:
+    result = cli["multirun"]
+    assert result["rc"] == 0, result["stderr"][-3000:]
+    sweep = result["dir"] / "sweep"
+    strides = {}
+    for job in ("0", "1"):
+        assert (sweep / job / "dot" / "dot.safetensors").is_file(), sorted(files_in(sweep))
+        assert (sweep / job / "checkpoints" / "last.ckpt").is_file()
+        record = json.loads((sweep / job / "dot" / "dot.json").read_text())
+        strides[job] = record["jump_stride"]["stride"]
+    assert strides == {"0": 2, "1": 3}
