@@ -23,7 +23,8 @@ from morse_exp.dash import Dash
 from morse_exp.module import MorseModule
 from morse_exp.schedule import JumpPattern
 from morse_exp.train import run
-from test_train import compose_train, save_tiny_dash
+from helpers import save_tiny_dash
+from test_train import compose_train
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 

@@ -23,18 +23,13 @@ from typing import Any
 
 import pytest
 import torch
-from diffusers import DDPMScheduler, UNet2DModel
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig
 from safetensors.torch import load_file
 
-import morse_exp  # noqa: F401  (registers the ${asset:...} resolver)
+from helpers import compose_config, save_tiny_dash
 from morse_exp import tracking
 from morse_exp.train import run
 
-REPO = Path(__file__).resolve().parents[1]
-CONF_DIR = REPO / "conf"
 TINY_DOT = ["dot.width=8", "dot.norm_groups=4", "dot.lora_rank=2"]
 # digits: 1437 training images; batch 32 with drop_last -> 44 steps per epoch. The fast
 # resume test caps an epoch at EPOCH_STEPS batches so that its epochs end every few steps.
@@ -42,19 +37,6 @@ EPOCH_STEPS = 4
 
 
 # ------------------------------------------------------------------------------ helpers
-def save_tiny_dash(directory: Path, seed: int) -> Path:
-    """A 2-level random UNet2DModel + DDPM scheduler config in diffusers' directory format."""
-    torch.manual_seed(seed)
-    unet = UNet2DModel(
-        sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16),
-        layers_per_block=1, down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-        up_block_types=("AttnUpBlock2D", "UpBlock2D"), norm_num_groups=4, attention_head_dim=4,
-    )
-    unet.save_pretrained(directory, safe_serialization=True)
-    DDPMScheduler().save_config(directory)
-    return directory
-
-
 def tiny(dash: Path, steps: int, val_every: int, *extra: str) -> list[str]:
     """Overrides for a tiny run: tiny Dash and Dot, ``steps`` steps, short validations."""
     return [
@@ -66,16 +48,7 @@ def tiny(dash: Path, steps: int, val_every: int, *extra: str) -> list[str]:
 
 def compose_train(run_dir: Path, overrides: list[str]) -> DictConfig:
     """The train config as ``@hydra.main`` would build it, with its run dir at ``run_dir``."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="train"):
-        cfg = compose("train", overrides=[*overrides, f"hydra.run.dir={run_dir}"], return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(run_dir)
-        if OmegaConf.is_missing(cfg.hydra.runtime, "cwd"):
-            cfg.hydra.runtime.cwd = os.getcwd()
-    HydraConfig.instance().set_config(cfg)  # ${hydra:...} resolves against this from now on
-    with open_dict(cfg):
-        del cfg["hydra"]  # the task config of a real run has no hydra node
-    return cfg
+    return compose_config("train", overrides, run_dir)
 
 
 def train(run_dir: Path, overrides: list[str]) -> dict[str, float]:

@@ -1,0 +1,54 @@
+"""Test helpers shared by the test modules: tiny diffusers models and Hydra composition."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from diffusers import DDPMScheduler, UNet2DModel
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+import morse_exp  # noqa: F401  (registers the ${asset:...} resolver)
+
+REPO = Path(__file__).resolve().parents[1]
+CONF_DIR = REPO / "conf"
+
+
+def tiny_unet(sample_size: int = 8, channels: int = 1, seed: int = 0) -> UNet2DModel:
+    """A 2-level UNet2DModel (widths 8, 16; attention at level 2) with random weights."""
+    torch.manual_seed(seed)
+    return UNet2DModel(
+        sample_size=sample_size,
+        in_channels=channels,
+        out_channels=channels,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+        attention_head_dim=4,
+    ).eval()
+
+
+def save_tiny_dash(directory: Path, seed: int) -> Path:
+    """:func:`tiny_unet` + a DDPM scheduler config in diffusers' bare-model directory layout."""
+    tiny_unet(seed=seed).save_pretrained(directory, safe_serialization=True)
+    DDPMScheduler().save_config(directory)
+    return directory
+
+
+def compose_config(config_name: str, overrides: list[str], run_dir: Path) -> DictConfig:
+    """A conf/ config as ``@hydra.main`` would build it, with its run directory at ``run_dir``."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name=config_name):
+        cfg = compose(config_name, overrides=[*overrides, f"hydra.run.dir={run_dir}"], return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(run_dir)
+        if OmegaConf.is_missing(cfg.hydra.runtime, "cwd"):
+            cfg.hydra.runtime.cwd = os.getcwd()
+    HydraConfig.instance().set_config(cfg)  # ${hydra:...} resolves against this from now on
+    with open_dict(cfg):
+        del cfg["hydra"]  # the task config of a real run has no hydra node
+    return cfg
