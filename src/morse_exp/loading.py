@@ -56,8 +56,9 @@ def _resolve(pretrained: str) -> Path:
         return path
     if pretrained.startswith((".", "/", "~")) or pretrained.count("/") != 1:
         raise DashLoadError(
-            f"model.pretrained={pretrained} does not exist: give a local diffusers directory "
-            "or a hub id like owner/name"
+            f"model.pretrained={pretrained} does not exist: point model.pretrained at a local "
+            "diffusers directory or a hub id like owner/name, or train a Dash with "
+            "`python -m morse_exp.pretrain`"
         )
     from huggingface_hub import snapshot_download
 
