@@ -12,6 +12,7 @@ import torch.multiprocessing as mp
 from morse_exp.checkpoints import save_dot
 from morse_exp.dot import Dot
 from morse_exp.evaluate import check_budgets, run
+from morse_exp.fidelity import PSNR_CAP
 from morse_exp.generation import generate
 from morse_exp.loading import load_dash
 from morse_exp.schedule import DashSchedule
@@ -53,6 +54,11 @@ def test_sweep_writes_every_output_and_resumes_without_recomputing(tiny_dash_dir
     )
     assert all(r["num_samples"] == 100 and r["seed_range"] == [0, 100] for r in records)
     assert summary["scheduler"] == "ddim"
+    # Fidelity (ddim is deterministic): the reference is every-step Dash at the largest budget.
+    reference_point = next(r for r in records if r["method"] == "baseline" and r["lsd_budget"] == 3.0)
+    assert reference_point["psnr"] == PSNR_CAP
+    assert all(r["psnr"] < PSNR_CAP for r in records if r is not reference_point)
+    assert (run_dir / "speedup_psnr.json").is_file() and (run_dir / "psnr_vs_lsd.png").is_file()
 
     # Interrupt: keep two finished points and a half-written third, then rerun.
     (run_dir / "results.jsonl").write_text("\n".join(lines[:2]) + "\n" + lines[2][:30])
@@ -107,6 +113,13 @@ def test_dot_for_another_dash_or_m_is_refused(tiny_dash_dir, dot_dir, tmp_path, 
         evaluate(other, tmp_path / "run", f"dot_checkpoint={dot_dir}")
     with pytest.raises(ValueError, match=r"has Dot settings .*'num_down': 1"):
         evaluate(tiny_dash_dir, tmp_path / "run2", f"dot_checkpoint={dot_dir}", "dot.num_down=2")
+
+
+def test_fidelity_with_a_stochastic_sampler_is_refused(tiny_dash_dir, tmp_path, evaluate):
+    with pytest.raises(ValueError, match=r"fidelity needs a deterministic sampler, but scheduler=ddpm"):
+        evaluate(tiny_dash_dir, tmp_path / "run", "scheduler=ddpm", "fidelity.enabled=true",
+                 "methods=[baseline,reuse]")
+    assert not (tmp_path / "run" / "results.jsonl").exists()
 
 
 def test_morse_without_a_dot_is_refused(tiny_dash_dir, tmp_path, evaluate):

@@ -198,7 +198,7 @@ def test_fit_extractor_autoencoder_on_image_folder(tmp_path):
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from morse_exp.extractors import ImageFolderDataModule
+    from morse_exp.data import ImageFolderDataModule
     from morse_exp.fit_extractor import run
 
     folder = make_crop_folder(tmp_path / "crops")
@@ -209,7 +209,7 @@ def test_fit_extractor_autoencoder_on_image_folder(tmp_path):
             "width=8", f"save_dir={save_dir}",
         ])
     cfg.dataset = OmegaConf.create({
-        "_target_": "morse_exp.extractors.ImageFolderDataModule", "root": str(folder), "size": 16,
+        "_target_": "morse_exp.data.ImageFolderDataModule", "root": str(folder), "size": 16,
         "channels": 3, "heldout_fraction": 0.1, "split_seed": 0,
     })
     scores, objects = run(cfg)

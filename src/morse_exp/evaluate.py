@@ -6,7 +6,9 @@ zero Dot: the last Dash estimate is reused) and ``morse`` (Morse's schedule with
 Dot). N, the Dash/Dot latency ratio, is measured on this device first and fixes the
 schedules. Every point appends one line to ``results.jsonl``; a rerun in the same run
 directory skips points already there. The run ends with ``speedup.json``, ``speedup.md``,
-``fid_vs_lsd.png`` and sample grids in ``samples/``.
+``fid_vs_lsd.png`` and sample grids in ``samples/``. For deterministic samplers each point
+also records its PSNR against Dash's own every-step samples (``fidelity``), with a second
+report read off the PSNR-vs-LSD curves (``speedup_psnr.*``, ``psnr_vs_lsd.png``).
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ from morse_exp.checkpoints import load_dot_weights, read_record
 from morse_exp.cli import entry_point, instantiate_logger
 from morse_exp.dash import Dash
 from morse_exp.dot import Dot
+from morse_exp.fidelity import check_deterministic, psnr
 from morse_exp.generation import generate
 from morse_exp.images import save_grid
 from morse_exp.report import read_results, write_report
 from morse_exp.schedule import DashSchedule, JumpPattern
+from morse_exp.schedulers import STOCHASTIC_SCHEDULERS
 from morse_exp.speed import measure_speed_ratio
 
 METHODS = ("baseline", "reuse", "morse")
@@ -123,6 +127,11 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             f"this run samples with {cfg.scheduler.name!r}: train one for it or set scheduler="
             f"{dot_record.get('scheduler')}"
         )
+    fidelity_enabled = cfg.fidelity.enabled
+    if fidelity_enabled == "auto":
+        fidelity_enabled = cfg.scheduler.name not in STOCHASTIC_SCHEDULERS
+    elif fidelity_enabled:
+        check_deterministic(cfg.scheduler.name)
     datamodule = hydra.utils.instantiate(cfg.dataset)
     datamodule.check_available()
     metric = hydra.utils.instantiate(cfg.metric)(datamodule=datamodule)
@@ -136,6 +145,14 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     out_dir.mkdir(parents=True, exist_ok=True)
     speed_ratio = resolve_speed_ratio(cfg, dash, dot, out_dir)
     make_scheduler = hydra.utils.instantiate(cfg.scheduler)
+    fresh_scheduler = lambda: make_scheduler(base_config=dash.scheduler_config)  # noqa: E731
+    reference = None
+    if fidelity_enabled:
+        steps = cfg.fidelity.reference_steps or int(max(budgets))
+        reference = generate(
+            dash, fresh_scheduler, DashSchedule.every_step(steps), cfg.seed, metric.num_samples,
+            cfg.batch_size, cfg.device, precision=cfg.precision, progress=f"fidelity reference ({steps} steps)",
+        ).images
     results_path = out_dir / "results.jsonl"
     this_config = config_hash(cfg)
     done = {(r["method"], r["lsd_budget"]) for r in _read_finished(results_path) if r.get("config_hash") == this_config}
@@ -152,7 +169,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
                 continue
             schedule = schedule_for(method, budget, jump, speed_ratio)
             generated = generate(
-                dash, lambda: make_scheduler(base_config=dash.scheduler_config), schedule, cfg.seed,
+                dash, fresh_scheduler, schedule, cfg.seed,
                 metric.num_samples, cfg.batch_size, cfg.device,
                 dot=dot if method == "morse" else None, precision=cfg.precision,
                 progress=f"{method} @ {budget:g} LSD",
@@ -160,6 +177,8 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             if not _is_main():
                 continue
             scores = metric.compute(generated.images)
+            if reference is not None:
+                scores["psnr"] = psnr(generated.images, reference)
             record = {
                 **common, "method": method, "lsd_budget": budget, "lsd": schedule.lsd(speed_ratio),
                 "num_steps": schedule.num_steps, "dash_calls": schedule.dash_calls,
@@ -179,6 +198,8 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         return {}, {}
     records = [r for r in read_results(results_path) if r.get("config_hash") == this_config]
     paths = write_report(records, out_dir)
+    if fidelity_enabled:
+        write_report(records, out_dir, metric="psnr", lower_is_better=False)
     OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
     summary = json.loads(Path(paths.json).read_text())
     if logger:

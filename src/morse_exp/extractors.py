@@ -58,13 +58,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Dataset
 
-from morse_exp.data import DatasetNotFoundError, ImageDataModule
 
 log = logging.getLogger(__name__)
 
@@ -495,93 +492,3 @@ def register_with_fidelity(name: str) -> str:
     elif registered is not cls:
         raise ValueError(f"torch-fidelity already has a different feature extractor named {registry_name!r}")
     return registry_name
-
-
-# --------------------------------------------------------------------------------------------
-# Unlabelled image folders
-# --------------------------------------------------------------------------------------------
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-
-
-class _ImageFiles(Dataset):
-    def __init__(self, files: list[Path], transform: Any) -> None:
-        self.files = files
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        from PIL import Image
-
-        with Image.open(self.files[index]) as image:
-            return self.transform(image), -1
-
-
-class ImageFolderDataModule(ImageDataModule):
-    """Unlabelled images under ``root`` (searched recursively), split train / held-out.
-
-    Items are ``(image (C, size, size) in [-1, 1], -1)``: the label -1 means "no label"
-    (``has_labels = False``). Images are converted to RGB (``channels=3``) or greyscale
-    (``channels=1``), resized (shorter side) then center-cropped to ``size``.
-
-    Args:
-        root: directory with image files (png, jpg, jpeg, bmp, webp).
-        size: output resolution (square).
-        channels: 3 for RGB, 1 for greyscale.
-        heldout_fraction: share of the files in the held-out split.
-        split_seed: seed of the fixed split.
-        shuffle_seed: seed of the training order (see :class:`ImageDataModule`).
-    """
-
-    has_labels = False
-
-    def __init__(
-        self,
-        root: str,
-        size: int,
-        channels: int = 3,
-        heldout_fraction: float = 0.1,
-        split_seed: int = 0,
-        batch_size: int = 128,
-        num_workers: int = 0,
-        shuffle_seed: int = 0,
-    ) -> None:
-        super().__init__(batch_size, num_workers, shuffle_seed)
-        if channels not in (1, 3):
-            raise ValueError(f"channels={channels} is invalid: use 1 or 3")
-        if not 0 < heldout_fraction < 1:
-            raise ValueError(f"heldout_fraction={heldout_fraction} is invalid: use a value in (0, 1)")
-        self.root = root
-        self.name = Path(root).name or "images"
-        self.image_shape = (channels, size, size)
-        self.heldout_fraction = heldout_fraction
-        self.split_seed = split_seed
-
-    def files(self) -> list[Path]:
-        root = Path(self.root).expanduser()
-        if not root.is_dir():
-            raise DatasetNotFoundError(f"image folder dataset.root={root.resolve()} does not exist")
-        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-        if len(files) < 2:
-            raise DatasetNotFoundError(
-                f"image folder dataset.root={root.resolve()} holds {len(files)} image files "
-                f"({', '.join(IMAGE_EXTENSIONS)}): need at least 2"
-            )
-        return files
-
-    def load_split(self, split: str) -> Dataset:
-        from torchvision import transforms
-
-        files = self.files()
-        order = np.random.default_rng(self.split_seed).permutation(len(files))
-        count = max(1, int(round(len(files) * self.heldout_fraction)))
-        index = order[count:] if split == "train" else order[:count]
-        channels, size, _ = self.image_shape
-        transform = transforms.Compose([
-            transforms.Lambda(lambda image: image.convert("RGB" if channels == 3 else "L")),
-            transforms.Resize(size), transforms.CenterCrop(size), transforms.ToTensor(),
-            transforms.Normalize([0.5] * channels, [0.5] * channels),
-        ])
-        return _ImageFiles([files[i] for i in sorted(index)], transform)

@@ -501,12 +501,15 @@ def write_report(
 ) -> ReportPaths:
     """Write ``speedup.json``, ``speedup.md`` and ``fid_vs_lsd.png`` for one run into ``out_dir``.
 
-    Each file is written atomically (temporary file in ``out_dir``, then os.replace).
+    For another metric the files are ``speedup_<metric>.json``, ``speedup_<metric>.md`` and
+    ``<metric>_vs_lsd.png``. Each file is written atomically (temporary file in ``out_dir``,
+    then os.replace).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     summary = summarize(records, metric, lower_is_better)
-    paths = ReportPaths(out / "speedup.json", out / "speedup.md", out / "fid_vs_lsd.png")
+    stem = "speedup" if metric == "fid" else f"speedup_{metric}"
+    paths = ReportPaths(out / f"{stem}.json", out / f"{stem}.md", out / f"{metric}_vs_lsd.png")
     _write_atomic(paths.json, (json.dumps(summary, indent=2, allow_nan=False) + "\n").encode())
     _write_atomic(paths.markdown, render_markdown(summary).encode())
     _write_atomic(paths.plot, render_plot(summary))
