@@ -39,7 +39,7 @@ from morse_exp.schedulers import STOCHASTIC_SCHEDULERS
 from morse_exp.speed import measure_speed_ratio
 
 METHODS = ("baseline", "reuse", "morse")
-RESULT_KEYS = ("model", "dataset", "scheduler", "jump_stride", "dot", "metric", "seed", "dot_checkpoint")
+RESULT_KEYS = ("model", "dataset", "scheduler", "jump_stride", "dot", "metric", "seed", "dot_checkpoint", "fidelity")
 
 
 def check_budgets(budgets: list[float]) -> list[float]:
