@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 from hydra import compose, initialize_config_dir
@@ -52,3 +53,18 @@ def compose_config(config_name: str, overrides: list[str], run_dir: Path) -> Dic
     with open_dict(cfg):
         del cfg["hydra"]  # the task config of a real run has no hydra node
     return cfg
+
+
+def make_crop_folder(root: Path, count: int = 240, size: int = 16) -> Path:
+    """``count`` random size x size RGB crops of scikit-learn's two bundled photos, as PNG."""
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    root.mkdir(parents=True)
+    photos = load_sample_images().images  # two 427 x 640 RGB photos, shipped with sklearn
+    rng = np.random.default_rng(0)
+    for k in range(count):
+        photo = photos[k % len(photos)]
+        y, x = rng.integers(0, photo.shape[0] - size), rng.integers(0, photo.shape[1] - size)
+        Image.fromarray(photo[y : y + size, x : x + size]).save(root / f"{k:04d}.png")
+    return root

@@ -56,7 +56,7 @@ def test_sweep_writes_every_output_and_resumes_without_recomputing(tiny_dash_dir
     assert summary["scheduler"] == "ddim"
     # Fidelity (ddim is deterministic): the reference is every-step Dash at the largest budget.
     reference_point = next(r for r in records if r["method"] == "baseline" and r["lsd_budget"] == 3.0)
-    assert reference_point["psnr"] == PSNR_CAP
+    assert reference_point["psnr"] == PSNR_CAP and reference_point["ssim"] == pytest.approx(1.0)
     assert all(r["psnr"] < PSNR_CAP for r in records if r is not reference_point)
     assert (run_dir / "speedup_psnr.json").is_file() and (run_dir / "psnr_vs_lsd.png").is_file()
 

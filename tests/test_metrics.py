@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import make_crop_folder
+
 from morse_exp.data import DigitsDataModule
 from morse_exp.extractors import (
     INFO_FILE,
@@ -177,21 +179,6 @@ def test_metric_configs_instantiate(digits, tmp_path):
     assert metrics.num_samples >= 2049  # inception: FID needs feature dim + 1
     digits_cfg = OmegaConf.load(CONF_DIR / "metric" / "digits.yaml")
     assert digits_cfg.num_samples == 2000 and digits_cfg.reference_split == "train"
-
-
-def make_crop_folder(root: Path, count: int = 240, size: int = 16) -> Path:
-    """``count`` random size x size RGB crops of scikit-learn's two bundled photos, as PNG."""
-    from PIL import Image
-    from sklearn.datasets import load_sample_images
-
-    root.mkdir(parents=True)
-    photos = load_sample_images().images  # two 427 x 640 RGB photos, shipped with sklearn
-    rng = np.random.default_rng(0)
-    for k in range(count):
-        photo = photos[k % len(photos)]
-        y, x = rng.integers(0, photo.shape[0] - size), rng.integers(0, photo.shape[1] - size)
-        Image.fromarray(photo[y : y + size, x : x + size]).save(root / f"{k:04d}.png")
-    return root
 
 
 def test_fit_extractor_autoencoder_on_image_folder(tmp_path):

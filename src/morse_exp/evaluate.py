@@ -30,7 +30,7 @@ from morse_exp.checkpoints import load_dot_weights, read_record
 from morse_exp.cli import entry_point, instantiate_logger
 from morse_exp.dash import Dash
 from morse_exp.dot import Dot
-from morse_exp.fidelity import check_deterministic, psnr
+from morse_exp.fidelity import check_deterministic, psnr, ssim
 from morse_exp.generation import generate
 from morse_exp.images import save_grid
 from morse_exp.report import read_results, write_report
@@ -179,6 +179,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             scores = metric.compute(generated.images)
             if reference is not None:
                 scores["psnr"] = psnr(generated.images, reference)
+                scores["ssim"] = ssim(generated.images, reference)
             record = {
                 **common, "method": method, "lsd_budget": budget, "lsd": schedule.lsd(speed_ratio),
                 "num_steps": schedule.num_steps, "dash_calls": schedule.dash_calls,
