@@ -122,6 +122,14 @@ def test_fidelity_with_a_stochastic_sampler_is_refused(tiny_dash_dir, tmp_path, 
     assert not (tmp_path / "run" / "results.jsonl").exists()
 
 
+def test_samples_the_extractor_cannot_read_are_refused_before_sampling(tmp_path, make_unet, evaluate):
+    rgb = tmp_path / "rgb_dash"
+    make_unet(sample_size=16, channels=3).save_pretrained(rgb, safe_serialization=True)
+    with pytest.raises(ValueError, match=r"\(C, H, W\)=\(3, 16, 16\) but feature extractor 'digits_classifier'"):
+        evaluate(rgb, tmp_path / "run", "methods=[baseline,reuse]")
+    assert not (tmp_path / "run" / "results.jsonl").exists()
+
+
 def test_morse_without_a_dot_is_refused(tiny_dash_dir, tmp_path, evaluate):
     with pytest.raises(ValueError, match=r"method 'morse' needs a trained Dot"):
         evaluate(tiny_dash_dir, tmp_path / "run")

@@ -30,6 +30,7 @@ from morse_exp.checkpoints import load_dot_weights, read_record
 from morse_exp.cli import entry_point, instantiate_logger
 from morse_exp.dash import Dash
 from morse_exp.dot import Dot
+from morse_exp.extractors import check_image_shape
 from morse_exp.fidelity import check_deterministic, psnr, ssim
 from morse_exp.generation import generate
 from morse_exp.images import save_grid
@@ -138,6 +139,9 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     metric.check()
 
     dash = hydra.utils.instantiate(cfg.model).to(cfg.device)
+    if metric.extractor is not None:  # decoded sample shape vs the extractor, before sampling
+        decoded = dash.decode(torch.zeros(1, *dash.sample_shape, device=cfg.device))
+        check_image_shape(tuple(decoded.shape[1:]), metric.extractor, f"samples of {dash.source}")
     dot = hydra.utils.instantiate(cfg.dot)(dash=dash).to(cfg.device).eval()
     if dot_record:
         load_dot_weights(dot, cfg.dot_checkpoint)
