@@ -85,3 +85,37 @@ def test_self_supervised_fid_ranks_budgets_like_the_classifier(tmp_path, run_con
     rho = spearmanr(classifier, fids["digits_ae"]).statistic
     print("spearman", rho)
     assert rho >= 0.9
+
+
+@pytest.mark.parametrize(("folder", "autoencoder_class"), [("vqvae", "VQModel"), ("vae", "AutoencoderKL")])
+def test_latent_dash_trains_and_evaluates_on_an_image_folder(tmp_path, run_config, folder, autoencoder_class):
+    """A latent Dash (pipeline directory with an autoencoder): Dot works on latents, images decode once."""
+    import diffusers
+
+    images = make_crop_folder(tmp_path / "crops", count=96)
+    dash_dir = tmp_path / "dash"
+    tiny_unet(sample_size=8, channels=4, seed=4).save_pretrained(dash_dir / "unet")
+    DDPMScheduler().save_pretrained(dash_dir / "scheduler")
+    getattr(diffusers, autoencoder_class)(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 8), norm_num_groups=4,
+        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+    ).save_pretrained(dash_dir / folder)
+    (dash_dir / "model_index.json").write_text(json.dumps({"_class_name": "LDMPipeline"}))
+    extractors = tmp_path / "extractors"
+    data = ["dataset=image_folder", f"dataset.root={images}", "dataset.size=16", "dataset.batch_size=16",
+            "dataset.num_workers=0"]
+    fit_extractor.run(run_config("fit_extractor", [
+        *data, "name=crops_ae", "kind=autoencoder", "steps=2", "code_dim=8", "width=8", f"save_dir={extractors}",
+    ], tmp_path / "fit"))
+    common = [*data, f"model.pretrained={dash_dir}", *TINY_DOT, "logger=none"]
+    metrics, objects = train.run(run_config("train", [
+        *common, "trainer.max_steps=2", "trainer.val_check_interval=2", "+trainer.limit_val_batches=1",
+    ], tmp_path / "train"))
+    assert objects["dash"].sample_shape == (4, 8, 8) and "val/dot_mse" in metrics
+    evaluate.run(run_config("evaluate", [
+        *common, f"dot_checkpoint={tmp_path / 'train' / 'dot'}", "metric.extractor=crops_ae",
+        f"metric.extractors_dir={extractors}", f"paths.cache_dir={tmp_path / 'cache'}",
+        "metric.num_samples=40", "batch_size=20", "speed_ratio=3.0", "lsd_budgets=[2]", "grid_budgets=[2]",
+    ], tmp_path / "evaluate"))
+    records = [json.loads(line) for line in (tmp_path / "evaluate" / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 3 and all(r["decode_seconds"] > 0 for r in records)
