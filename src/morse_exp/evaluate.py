@@ -116,28 +116,43 @@ def resolve_speed_ratio(cfg: DictConfig, dash: Dash, dot: Dot, out_dir: Path) ->
     return measured.ratio
 
 
+def fidelity_enabled(cfg: DictConfig) -> bool:
+    """Whether points get PSNR/SSIM against every-step Dash ("auto": deterministic samplers)."""
+    if cfg.fidelity.enabled == "auto":
+        return cfg.scheduler.name not in STOCHASTIC_SCHEDULERS
+    if cfg.fidelity.enabled:
+        check_deterministic(cfg.scheduler.name)
+    return bool(cfg.fidelity.enabled)
+
+
+def check_dot_record(cfg: DictConfig) -> dict[str, Any] | None:
+    """The trained Dot's record, refused (one line) when made for another scheduler."""
+    if not cfg.dot_checkpoint:
+        return None
+    record = read_record(cfg.dot_checkpoint)
+    if record.get("scheduler") != cfg.scheduler.name:
+        raise ValueError(
+            f"Dot {cfg.dot_checkpoint} was trained for scheduler {record.get('scheduler')!r}, "
+            f"this run samples with {cfg.scheduler.name!r}: train one for it or set scheduler="
+            f"{record.get('scheduler')}"
+        )
+    return record
+
+
 def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Sweep every (budget, method) point not yet in results.jsonl, then write the report."""
+    """Sweep every (budget, method) point not yet in results.jsonl, then write the report.
+
+    Every check that can fail runs before the first sample is drawn.
+    """
     budgets = check_budgets(cfg.lsd_budgets)
     methods = check_methods(cfg.methods, cfg.dot_checkpoint)
     jump = hydra.utils.instantiate(cfg.jump_stride)
-    dot_record = read_record(cfg.dot_checkpoint) if cfg.dot_checkpoint else None
-    if dot_record and dot_record.get("scheduler") != cfg.scheduler.name:
-        raise ValueError(
-            f"Dot {cfg.dot_checkpoint} was trained for scheduler {dot_record.get('scheduler')!r}, "
-            f"this run samples with {cfg.scheduler.name!r}: train one for it or set scheduler="
-            f"{dot_record.get('scheduler')}"
-        )
-    fidelity_enabled = cfg.fidelity.enabled
-    if fidelity_enabled == "auto":
-        fidelity_enabled = cfg.scheduler.name not in STOCHASTIC_SCHEDULERS
-    elif fidelity_enabled:
-        check_deterministic(cfg.scheduler.name)
+    dot_record = check_dot_record(cfg)
+    with_fidelity = fidelity_enabled(cfg)
     datamodule = hydra.utils.instantiate(cfg.dataset)
     datamodule.check_available()
     metric = hydra.utils.instantiate(cfg.metric)(datamodule=datamodule)
     metric.check()
-
     dash = hydra.utils.instantiate(cfg.model).to(cfg.device)
     if metric.extractor is not None:  # decoded sample shape vs the extractor, before sampling
         decoded = dash.decode(torch.zeros(1, *dash.sample_shape, device=cfg.device))
@@ -145,21 +160,27 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     dot = hydra.utils.instantiate(cfg.dot)(dash=dash).to(cfg.device).eval()
     if dot_record:
         load_dot_weights(dot, cfg.dot_checkpoint)
+
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     speed_ratio = resolve_speed_ratio(cfg, dash, dot, out_dir)
     make_scheduler = hydra.utils.instantiate(cfg.scheduler)
-    fresh_scheduler = lambda: make_scheduler(base_config=dash.scheduler_config)  # noqa: E731
-    reference = None
-    if fidelity_enabled:
-        steps = cfg.fidelity.reference_steps or int(max(budgets))
-        reference = generate(
-            dash, fresh_scheduler, DashSchedule.every_step(steps), cfg.seed, metric.num_samples,
-            cfg.batch_size, cfg.device, precision=cfg.precision, progress=f"fidelity reference ({steps} steps)",
-        ).images
+
+    def draw(schedule: DashSchedule, label: str, with_dot: bool = False) -> Any:
+        return generate(
+            dash, lambda: make_scheduler(base_config=dash.scheduler_config), schedule, cfg.seed,
+            metric.num_samples, cfg.batch_size, cfg.device, dot=dot if with_dot else None,
+            precision=cfg.precision, progress=label,
+        )
+
     results_path = out_dir / "results.jsonl"
     this_config = config_hash(cfg)
     done = {(r["method"], r["lsd_budget"]) for r in _read_finished(results_path) if r.get("config_hash") == this_config}
+    todo = [(b, m) for b in budgets for m in methods if (m, b) not in done]
+    reference = None
+    if with_fidelity and todo:
+        steps = cfg.fidelity.reference_steps or int(max(budgets))
+        reference = draw(DashSchedule.every_step(steps), f"fidelity reference ({steps} steps)").images
     logger = instantiate_logger(cfg) if _is_main() else False
     common = {
         "model": str(dash.source), "dataset": datamodule.name, "scheduler": cfg.scheduler.name,
@@ -167,49 +188,41 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         "seed": cfg.seed, "device": cfg.device, "precision": cfg.precision, "git_revision": git_revision(),
         "config_hash": this_config, "dot_checkpoint": cfg.dot_checkpoint,
     }
-    for budget in budgets:
-        for method in methods:
-            if (method, budget) in done:
-                continue
-            schedule = schedule_for(method, budget, jump, speed_ratio)
-            generated = generate(
-                dash, fresh_scheduler, schedule, cfg.seed,
-                metric.num_samples, cfg.batch_size, cfg.device,
-                dot=dot if method == "morse" else None, precision=cfg.precision,
-                progress=f"{method} @ {budget:g} LSD",
-            )
-            if not _is_main():
-                continue
-            scores = metric.compute(generated.images)
-            if reference is not None:
-                scores["psnr"] = psnr(generated.images, reference)
-                scores["ssim"] = ssim(generated.images, reference)
-            record = {
-                **common, "method": method, "lsd_budget": budget, "lsd": schedule.lsd(speed_ratio),
-                "num_steps": schedule.num_steps, "dash_calls": schedule.dash_calls,
-                "dot_calls": schedule.dot_calls, "seconds": generated.seconds,
-                "decode_seconds": generated.decode_seconds, "seed_range": [0, metric.num_samples],
-                **scores,
-            }
-            append_record(results_path, record)
-            print(f"{method:>8} @ {budget:5g} LSD: n={schedule.num_steps:3d} FID {scores['fid']:8.3f} "
-                  f"({generated.seconds:.1f} s)")
-            if budget in cfg.grid_budgets:
-                save_grid(generated.images[:64], out_dir / "samples" / f"{method}_lsd{budget:g}.png", nrow=8)
-            if logger:
-                logger.log_metrics({f"{method}/fid": scores["fid"], f"{method}/lsd": record["lsd"]},
-                                   step=budgets.index(budget))
+    for budget, method in todo:
+        schedule = schedule_for(method, budget, jump, speed_ratio)
+        generated = draw(schedule, f"{method} @ {budget:g} LSD", with_dot=method == "morse")
+        if not _is_main():
+            continue
+        scores = metric.compute(generated.images)
+        if reference is not None:
+            scores["psnr"] = psnr(generated.images, reference)
+            scores["ssim"] = ssim(generated.images, reference)
+        record = {
+            **common, "method": method, "lsd_budget": budget, "lsd": schedule.lsd(speed_ratio),
+            "num_steps": schedule.num_steps, "dash_calls": schedule.dash_calls,
+            "dot_calls": schedule.dot_calls, "seconds": generated.seconds,
+            "decode_seconds": generated.decode_seconds, "seed_range": [0, metric.num_samples],
+            **scores,
+        }
+        append_record(results_path, record)
+        print(f"{method:>8} @ {budget:5g} LSD: n={schedule.num_steps:3d} FID {scores['fid']:8.3f} "
+              f"({generated.seconds:.1f} s)")
+        if budget in cfg.grid_budgets:
+            save_grid(generated.images[:64], out_dir / "samples" / f"{method}_lsd{budget:g}.png", nrow=8)
+        if logger:
+            logger.log_metrics({f"{method}/fid": scores["fid"], f"{method}/lsd": record["lsd"]},
+                               step=budgets.index(budget))
     if not _is_main():
         return {}, {}
     records = [r for r in read_results(results_path) if r.get("config_hash") == this_config]
     paths = write_report(records, out_dir)
-    if fidelity_enabled:
+    if with_fidelity:
         write_report(records, out_dir, metric="psnr", lower_is_better=False)
     OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
-    summary = json.loads(Path(paths.json).read_text())
     if logger:
         _log_table(logger, records, Path(paths.plot))
     print(Path(paths.markdown).read_text())
+    summary = json.loads(Path(paths.json).read_text())
     return summary, {"records": records, "dash": dash, "dot": dot}
 
 
