@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Two single-change ablations of the DDIM row of experiments/digits_samplers (stride 2,
+# 1,000 Dot steps, budgets 3-20 LSD, 1,000 samples), run side by side, one thread each:
+#   m1:       Dot with one downsampling block (Dash's body on 4x4 instead of 2x2 maps)
+#   trailing: DDIM with timestep_spacing=trailing (diffusers' default "leading" spends the
+#             last of few steps at t=0)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-outputs/experiments/digits_ablations}
+BUDGETS="[3,4,6,8,10,14,20]"
+export OMP_NUM_THREADS=1
+ablation() {  # name, overrides...
+  local name=$1; shift
+  python -m morse_exp.train "$@" trainer.max_steps=1000 hydra.run.dir=$OUT/$name/train
+  python -m morse_exp.evaluate "$@" "lsd_budgets=$BUDGETS" metric.num_samples=1000 \
+    dot_checkpoint=$OUT/$name/train/dot hydra.run.dir=$OUT/$name/evaluate
+}
+ablation m1 dot.num_down=1 > $OUT.m1.log 2>&1 &
+ablation trailing +scheduler.timestep_spacing=trailing > $OUT.trailing.log 2>&1 &
+wait
