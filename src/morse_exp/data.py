@@ -85,6 +85,11 @@ class ImageDataModule(L.LightningDataModule):
         return torch.stack([data[i][0] for i in range(count)])
 
 
+def _check_heldout_fraction(value: float) -> None:
+    if not 0 < value < 1:
+        raise ValueError(f"heldout_fraction={value} is invalid: use a value in (0, 1)")
+
+
 class _EpochSeededSampler(DistributedSampler):
     """A seeded shuffle whose order is a function of (seed, trainer epoch) only.
 
@@ -124,8 +129,7 @@ class DigitsDataModule(ImageDataModule):
         split_seed: int = 0,
     ) -> None:
         super().__init__(batch_size, num_workers, shuffle_seed)
-        if not 0 < heldout_fraction < 1:
-            raise ValueError(f"heldout_fraction={heldout_fraction} is invalid: use a value in (0, 1)")
+        _check_heldout_fraction(heldout_fraction)
         self.heldout_fraction = heldout_fraction
         self.split_seed = split_seed
 
@@ -251,8 +255,7 @@ class ImageFolderDataModule(ImageDataModule):
         super().__init__(batch_size, num_workers, shuffle_seed)
         if channels not in (1, 3):
             raise ValueError(f"channels={channels} is invalid: use 1 or 3")
-        if not 0 < heldout_fraction < 1:
-            raise ValueError(f"heldout_fraction={heldout_fraction} is invalid: use a value in (0, 1)")
+        _check_heldout_fraction(heldout_fraction)
         self.root = root
         self.name = Path(root).name or "images"
         self.image_shape = (channels, size, size)

@@ -17,6 +17,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 
+def check_stride(stride: object) -> None:
+    """One-line ValueError unless ``stride`` is an integer >= 1."""
+    if not isinstance(stride, int) or isinstance(stride, bool) or stride < 1:
+        raise ValueError(f"jump_stride {stride!r} is invalid: use an integer >= 1 (1 = Dash only)")
+
+
 @dataclass(frozen=True)
 class DashSchedule:
     """A fine step count and the step positions at which Dash runs.
@@ -54,8 +60,7 @@ class DashSchedule:
     @classmethod
     def from_stride(cls, num_steps: int, stride: int) -> DashSchedule:
         """Dash at every ``stride``-th step, starting at step 0."""
-        if not isinstance(stride, int) or isinstance(stride, bool) or stride < 1:
-            raise ValueError(f"jump stride {stride!r} is invalid: use an integer >= 1 (1 = Dash only)")
+        check_stride(stride)
         return cls(num_steps, tuple(range(0, num_steps, stride)))
 
     @classmethod
@@ -97,10 +102,7 @@ class JumpPattern:
     positions: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.stride, int) or isinstance(self.stride, bool) or self.stride < 1:
-            raise ValueError(
-                f"jump_stride {self.stride!r} is invalid: use an integer >= 1 (1 = Dash only)"
-            )
+        check_stride(self.stride)
 
     @property
     def max_gap(self) -> int:
