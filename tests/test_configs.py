@@ -39,12 +39,12 @@ def select(group: str, name: str) -> str:
     return f'{group}="{name}"'
 
 
-def tiny_dash_for(image_shape: tuple[int, int, int]) -> Dash:
+def tiny_dash_for(image_shape: tuple[int, int, int], widths: tuple[int, int] = (8, 16)) -> Dash:
     """A random 2-level UNet Dash for samples of ``image_shape`` (stands in for real weights)."""
     channels, size, _ = image_shape
     torch.manual_seed(0)
     unet = UNet2DModel(
-        sample_size=size, in_channels=channels, out_channels=channels, block_out_channels=(8, 16),
+        sample_size=size, in_channels=channels, out_channels=channels, block_out_channels=widths,
         layers_per_block=1, down_block_types=("DownBlock2D", "AttnDownBlock2D"),
         up_block_types=("AttnUpBlock2D", "UpBlock2D"), norm_num_groups=4, attention_head_dim=4,
     ).eval()
@@ -70,7 +70,7 @@ def build_without_weights(cfg: DictConfig) -> dict[str, Any]:
     if pretrained and Path(str(pretrained)).is_dir():
         dash = hydra.utils.instantiate(cfg.model)
     else:
-        dash = tiny_dash_for(datamodule.image_shape)
+        dash = tiny_dash_for(datamodule.image_shape, widths=(32, 64))
     dot = hydra.utils.instantiate(cfg.dot)(dash=dash)
     module = hydra.utils.instantiate(cfg.module)(
         dash=dash, dot=dot, scheduler=scheduler_factory, jump=jump,
@@ -117,7 +117,8 @@ def test_every_option_of_a_group_composes(group: str, tmp_path: Path) -> None:
         elif group == "logger":
             assert hydra.utils.instantiate(node) is not None
         elif group == "dot":
-            dot = hydra.utils.instantiate(node)(dash=tiny_dash_for((1, 8, 8)))
+            # body width 32: divisible by the 32 norm groups of the large Dots
+            dot = hydra.utils.instantiate(node)(dash=tiny_dash_for((1, 8, 8), widths=(32, 64)))
             assert dot.config["num_down"] == node.num_down
         elif group == "trainer":
             assert node._target_ in ("lightning.Trainer", "lightning.pytorch.Trainer")

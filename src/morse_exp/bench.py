@@ -26,6 +26,7 @@ from omegaconf import DictConfig
 from morse_exp.cli import entry_point
 from morse_exp.dash import Dash
 from morse_exp.dot import Dot
+from morse_exp.generation import autocast
 from morse_exp.sampler import sample
 from morse_exp.schedule import DashSchedule
 from morse_exp.schedulers import make_scheduler
@@ -89,10 +90,12 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     dash = hydra.utils.instantiate(cfg.model).to(device)
     dash_bytes = parameter_bytes(dash)
     dot = hydra.utils.instantiate(cfg.dot)(dash=dash).to(device).eval()
-    speed = [measure_speed_ratio(dash, dot, b, device, cfg.repeats) for b in cfg.batch_sizes]
+    with autocast(device, cfg.precision):
+        speed = [measure_speed_ratio(dash, dot, b, device, cfg.repeats) for b in cfg.batch_sizes]
     overhead = sampler_overhead(dash, cfg.overhead_steps, cfg.overhead_batch_size, device, cfg.repeats)
     result = {
         "device": device,
+        "precision": cfg.precision,
         "machine": f"{platform.node()} {platform.processor() or platform.machine()}, "
                    f"{os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads",
         "model": dash.source,

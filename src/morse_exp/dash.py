@@ -7,11 +7,14 @@ scheduler (diffusers' ``DDPMScheduler`` built from its config, never re-derived 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from diffusers import DDPMScheduler
 from torch import Tensor, nn
+
+from morse_exp.conditioning import PromptEncoder
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
@@ -26,7 +29,7 @@ class Dash(nn.Module):
         prediction_type: what ``unet`` predicts; default: ``scheduler_config``'s, else epsilon.
         autoencoder: for latent models, the VAE/VQ model that decodes samples to pixels.
         latent_scaling: the autoencoder's scaling factor (latents = encoder output * factor).
-        text_encoder, tokenizer: for text-conditioned models (kept for prompt encoding).
+        prompt_encoder: for text-conditioned models, prompts -> denoiser keyword arguments.
         source: where the weights came from (hub id or directory), for records and errors.
 
     The denoiser's parameters are frozen (``requires_grad=False``) and the module stays in
@@ -40,8 +43,7 @@ class Dash(nn.Module):
         prediction_type: str | None = None,
         autoencoder: nn.Module | None = None,
         latent_scaling: float = 1.0,
-        text_encoder: nn.Module | None = None,
-        tokenizer: Any = None,
+        prompt_encoder: PromptEncoder | None = None,
         source: str = "<in memory>",
     ) -> None:
         super().__init__()
@@ -52,8 +54,7 @@ class Dash(nn.Module):
             )
         self.unet = unet
         self.autoencoder = autoencoder
-        self.text_encoder = text_encoder
-        self.tokenizer = tokenizer
+        self.prompt_encoder = prompt_encoder
         self.latent_scaling = float(latent_scaling)
         self.prediction_type = prediction_type
         self.scheduler_config = dict(scheduler_config)
@@ -62,7 +63,7 @@ class Dash(nn.Module):
         self.register_buffer(
             "alphas_cumprod", training_scheduler.alphas_cumprod.clone().float(), persistent=False
         )
-        for module in (unet, autoencoder, text_encoder):
+        for module in (unet, autoencoder, prompt_encoder):
             if module is not None:
                 module.requires_grad_(False)
         self.eval()
@@ -77,6 +78,44 @@ class Dash(nn.Module):
         size = self.unet.config.sample_size
         height, width = (size, size) if isinstance(size, int) else tuple(size)
         return (self.unet.config.in_channels, height, width)
+
+    @property
+    def conditioning(self) -> str | None:
+        """"text" (prompts), "class" (labels) or None: what :meth:`condition` takes."""
+        if self.prompt_encoder is not None:
+            return "text"
+        if getattr(self.unet.config, "num_class_embeds", None):
+            return "class"
+        return None
+
+    def condition(
+        self, context: Sequence[str] | Sequence[int] | Tensor | None, guided: bool = False
+    ) -> dict[str, Any] | None:
+        """Denoiser keyword arguments for a batch's context (None for an unconditional Dash).
+
+        Args:
+            context: B prompts (text-conditioned Dash) or B int class labels
+                (class-conditional Dash); ignored by an unconditional Dash.
+            guided: for classifier-free guidance: the 2B rows of the unconditional ("")
+                prompts first, then ``context`` (text-conditioned Dash only).
+        """
+        if guided and self.conditioning != "text":
+            raise ValueError(f"guidance_scale is set but Dash {self.source} is not text-conditioned: "
+                             "set guidance_scale=null")
+        if self.conditioning is None:
+            return None
+        if context is None:
+            raise ValueError(f"Dash {self.source} is {self.conditioning}-conditioned: give it "
+                             f"{'prompts' if self.conditioning == 'text' else 'class labels'}")
+        if self.conditioning == "text":
+            prompts = list(context)
+            return self.prompt_encoder([""] * len(prompts) + prompts if guided else prompts)
+        labels = torch.as_tensor(context, device=self.alphas_cumprod.device).long()
+        classes = self.unet.config.num_class_embeds
+        if labels.numel() and not 0 <= int(labels.min()) <= int(labels.max()) < classes:
+            raise ValueError(f"class labels {int(labels.min())}..{int(labels.max())} are invalid for "
+                             f"Dash {self.source}: it takes 0..{classes - 1} (is the dataset labelled?)")
+        return {"class_labels": labels}
 
     @property
     def num_train_timesteps(self) -> int:

@@ -9,6 +9,10 @@ directory skips points already there. The run ends with ``speedup.json``, ``spee
 ``fid_vs_lsd.png`` and sample grids in ``samples/``. For deterministic samplers each point
 also records its PSNR against Dash's own every-step samples (``fidelity``), with a second
 report read off the PSNR-vs-LSD curves (``speedup_psnr.*``, ``psnr_vs_lsd.png``).
+
+A conditional Dash gets context i for sample i: caption i of the held-out split (cycled) for
+a text-conditioned Dash, with classifier-free guidance at ``guidance_scale`` and, with
+``clip_score`` set, the CLIP score of every point; class i mod K for a class-conditional one.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from morse_exp.dash import Dash
 from morse_exp.dot import Dot
 from morse_exp.extractors import check_image_shape
 from morse_exp.fidelity import check_deterministic, psnr, ssim
-from morse_exp.generation import generate
+from morse_exp.generation import autocast, generate
 from morse_exp.images import save_grid
 from morse_exp.report import read_results, write_report
 from morse_exp.schedule import DashSchedule, JumpPattern
@@ -40,7 +44,8 @@ from morse_exp.schedulers import STOCHASTIC_SCHEDULERS
 from morse_exp.speed import measure_speed_ratio
 
 METHODS = ("baseline", "reuse", "morse")
-RESULT_KEYS = ("model", "dataset", "scheduler", "jump_stride", "dot", "metric", "seed", "dot_checkpoint", "fidelity")
+RESULT_KEYS = ("model", "dataset", "scheduler", "jump_stride", "dot", "metric", "seed", "dot_checkpoint", "fidelity",
+               "guidance_scale", "clip_score")
 
 
 def check_budgets(budgets: list[float]) -> list[float]:
@@ -100,17 +105,43 @@ def append_record(path: Path, record: dict[str, Any]) -> None:
         os.close(fd)
 
 
-def resolve_speed_ratio(cfg: DictConfig, dash: Dash, dot: Dot, out_dir: Path) -> float:
-    """N from the config, from an earlier try of this run, or measured now (and recorded)."""
+def sample_contexts(dash: Dash, datamodule: Any, num_samples: int) -> list[Any] | None:
+    """Context of sample i: held-out caption i (cycled), class i mod K, or None (unconditional)."""
+    if dash.conditioning is None:
+        return None
+    if dash.conditioning == "text":
+        if not hasattr(datamodule, "captions"):
+            raise ValueError(f"Dash {dash.source} is text-conditioned but dataset {datamodule.name} has "
+                             "no captions: use a captioned dataset (dataset=coco)")
+        captions = datamodule.captions("heldout")
+        return [captions[i % len(captions)] for i in range(num_samples)]
+    classes = int(dash.unet.config.num_class_embeds)
+    return [i % classes for i in range(num_samples)]
+
+
+def resolve_speed_ratio(
+    cfg: DictConfig, dash: Dash, dot: Dot, out_dir: Path, contexts: list[Any] | None
+) -> float:
+    """N from the config, from an earlier try of this run, or measured now (and recorded).
+
+    Measured on a batch of ``batch_size`` samples with their conditioning (both guidance
+    branches when guided) at the sampling precision, as sampling runs it.
+    """
     if cfg.speed_ratio is not None:
         return float(cfg.speed_ratio)
     record = out_dir / "speed_ratio.json"
     if record.is_file():
         return float(json.loads(record.read_text())["speed_ratio"])
-    measured = measure_speed_ratio(dash, dot, cfg.batch_size, cfg.device, cfg.speed_repeats)
+    guided = cfg.guidance_scale is not None
+    batch = min(cfg.batch_size, len(contexts)) if contexts is not None else cfg.batch_size
+    cond = dash.condition(contexts[:batch] if contexts is not None else None, guided=guided)
+    rows = 2 * batch if guided else batch
+    with autocast(cfg.device, cfg.precision):
+        measured = measure_speed_ratio(dash, dot, rows, cfg.device, cfg.speed_repeats, cond=cond)
     if _is_main():
         record.write_text(json.dumps({
             "speed_ratio": measured.ratio, "batch_size": cfg.batch_size, "device": cfg.device,
+            "precision": cfg.precision,
             "dash_seconds": measured.dash_seconds, "dot_seconds": measured.dot_seconds,
         }, indent=2))
     return measured.ratio
@@ -153,7 +184,16 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     datamodule.check_available()
     metric = hydra.utils.instantiate(cfg.metric)(datamodule=datamodule)
     metric.check()
+    clip_score = hydra.utils.instantiate(cfg.clip_score) if cfg.get("clip_score") else None
+    if clip_score is not None:
+        clip_score.check()
     dash = hydra.utils.instantiate(cfg.model).to(cfg.device)
+    contexts = sample_contexts(dash, datamodule, metric.num_samples)
+    # the conditioning of a first sample, built now: a guidance scale without prompts fails here
+    dash.condition(None if contexts is None else contexts[:1], guided=cfg.guidance_scale is not None)
+    if clip_score is not None and dash.conditioning != "text":
+        raise ValueError(f"clip_score is set but Dash {dash.source} is not text-conditioned: "
+                         "drop it with ~clip_score")
     if metric.extractor is not None:  # decoded sample shape vs the extractor, before sampling
         decoded = dash.decode(torch.zeros(1, *dash.sample_shape, device=cfg.device))
         check_image_shape(tuple(decoded.shape[1:]), metric.extractor, f"samples of {dash.source}")
@@ -163,14 +203,14 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    speed_ratio = resolve_speed_ratio(cfg, dash, dot, out_dir)
+    speed_ratio = resolve_speed_ratio(cfg, dash, dot, out_dir, contexts)
     make_scheduler = hydra.utils.instantiate(cfg.scheduler)
 
     def draw(schedule: DashSchedule, label: str, with_dot: bool = False) -> Any:
         return generate(
             dash, lambda: make_scheduler(base_config=dash.scheduler_config), schedule, cfg.seed,
             metric.num_samples, cfg.batch_size, cfg.device, dot=dot if with_dot else None,
-            precision=cfg.precision, progress=label,
+            precision=cfg.precision, progress=label, contexts=contexts, guidance_scale=cfg.guidance_scale,
         )
 
     results_path = out_dir / "results.jsonl"
@@ -187,6 +227,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         "jump_stride": OmegaConf.to_container(cfg.jump_stride, resolve=True), "speed_ratio": speed_ratio,
         "seed": cfg.seed, "device": cfg.device, "precision": cfg.precision, "git_revision": git_revision(),
         "config_hash": this_config, "dot_checkpoint": cfg.dot_checkpoint,
+        "guidance_scale": cfg.guidance_scale,
     }
     for budget, method in todo:
         schedule = schedule_for(method, budget, jump, speed_ratio)
@@ -194,6 +235,8 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         if not _is_main():
             continue
         scores = metric.compute(generated.images)
+        if clip_score is not None:
+            scores["clip_score"] = clip_score(generated.images, contexts)
         if reference is not None:
             scores["psnr"] = psnr(generated.images, reference)
             scores["ssim"] = ssim(generated.images, reference)
@@ -205,7 +248,8 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             **scores,
         }
         append_record(results_path, record)
-        print(f"{method:>8} @ {budget:5g} LSD: n={schedule.num_steps:3d} FID {scores['fid']:8.3f} "
+        clip = f" CLIP {scores['clip_score']:.2f}" if "clip_score" in scores else ""
+        print(f"{method:>8} @ {budget:5g} LSD: n={schedule.num_steps:3d} FID {scores['fid']:8.3f}{clip} "
               f"({generated.seconds:.1f} s)")
         if budget in cfg.grid_budgets:
             save_grid(generated.images[:64], out_dir / "samples" / f"{method}_lsd{budget:g}.png", nrow=8)
@@ -227,7 +271,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def _log_table(logger: Any, records: list[dict[str, Any]], plot: Path) -> None:
-    columns = ["method", "lsd_budget", "lsd", "fid", "kid", "seconds", "num_steps", "dash_calls", "dot_calls"]
+    columns = ["method", "lsd_budget", "lsd", "fid", "kid", "clip_score", "seconds", "num_steps", "dash_calls", "dot_calls"]
     if hasattr(logger, "log_table"):  # W&B: the table and the curves as an image
         logger.log_table(key="results", columns=columns, data=[[r.get(c) for c in columns] for r in records])
         logger.log_image(key="fid_vs_lsd", images=[str(plot)])

@@ -1,7 +1,8 @@
 """Generate many samples in batches, sharded across processes by sample index.
 
-Sample i always comes from the generator seeded by (seed, i), so the images, and every
-metric computed on them, are the same whatever the batch size or number of processes.
+Sample i always comes from the generator seeded by (seed, i) and, for a conditional Dash,
+from context i (its prompt or class label), so the images, and every metric computed on
+them, are the same whatever the batch size or number of processes.
 With ``torch.distributed`` initialised, rank r generates the indices r, r + W, r + 2W, ...
 and all ranks receive the full, index-ordered result.
 """
@@ -9,7 +10,7 @@ and all ranks receive the full, index-ordered result.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -50,11 +51,15 @@ def generate(
     dot: Dot | None = None,
     precision: str = "32",
     progress: str | None = None,
+    contexts: Sequence[Any] | None = None,
+    guidance_scale: float | None = None,
 ) -> Generated:
     """Samples 0..num_samples-1 of ``schedule``; each rank generates its shard, all get all.
 
     Args:
         make_scheduler: returns a fresh scheduler (multistep schedulers keep state).
+        contexts: per sample index, its prompt or class label (conditional Dash only).
+        guidance_scale: classifier-free guidance weight (text-conditioned Dash), or None.
         precision: "32" or "bf16" (autocast on the device).
         progress: label of a progress bar (None: no bar).
     """
@@ -64,9 +69,13 @@ def generate(
     bar = tqdm(total=len(indices), desc=progress, disable=progress is None or rank != 0, leave=False)
     for start in range(0, len(indices), batch_size):
         chunk = indices[start : start + batch_size]
-        with _autocast(device, precision):
+        with autocast(device, precision):
+            cond = dash.condition(
+                None if contexts is None else [contexts[i] for i in chunk], guided=guidance_scale is not None
+            )
             x, batch_stats = sample(
-                dash, make_scheduler(), schedule, sample_generators(seed, chunk, device), dot=dot
+                dash, make_scheduler(), schedule, sample_generators(seed, chunk, device), dot=dot,
+                cond=cond, guidance_scale=guidance_scale,
             )
             decode_start = time.perf_counter()
             images.append(dash.decode(x).float().cpu())
@@ -98,8 +107,12 @@ def _gather(local: Generated, indices: list[int], num_samples: int, world: int) 
     )
 
 
-def _autocast(device: str | torch.device, precision: str) -> AbstractContextManager:
-    if precision == "32":
+def autocast(device: str | torch.device, precision: str | int) -> AbstractContextManager:
+    """The context that runs model calls at ``precision``: "32" (as is) or "bf16" (autocast).
+
+    ``precision=32`` typed on a command line arrives as an int and means "32".
+    """
+    if str(precision) == "32":
         return nullcontext()
     if precision == "bf16":
         return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)

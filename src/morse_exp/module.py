@@ -8,6 +8,9 @@ i = s+1, ..., up to the next Dash step. At each, Dot is regressed onto Dash with
     loss = mean_i || z_ts + Dot(x_ts, x_ti, z_ts, t_s, t_i) - Dash(x_ti, t_i) ||^2
 
 The state after a Dot step is reached with Dot's own (detached) estimate, as at inference.
+A conditional Dash gets the batch's context (its second element: class labels, or captions
+for a text-conditioned Dash, dropped to "" at ``prompt_dropout`` so that Dot also learns the
+unconditional branch that classifier-free guidance runs).
 Randomness of a step is a function of (seed, global step, rank) only, so a resumed run
 replays the same steps as an uninterrupted one.
 """
@@ -43,6 +46,7 @@ class MorseModule(L.LightningModule):
         jump: where Dash steps fall; its gaps decide how far Dot looks ahead.
         fine_steps: fine step counts n to train on (one drawn per batch).
         lr, weight_decay, warmup_steps: AdamW with linear warm-up then cosine decay.
+        prompt_dropout: share of captions replaced by "" (text-conditioned Dash only).
         seed: base seed of the per-step random streams.
         run_config: the resolved config, stored in every checkpoint.
     """
@@ -57,6 +61,7 @@ class MorseModule(L.LightningModule):
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         warmup_steps: int = 100,
+        prompt_dropout: float = 0.1,
         seed: int = 0,
         run_config: dict[str, Any] | None = None,
     ) -> None:
@@ -68,6 +73,8 @@ class MorseModule(L.LightningModule):
                 "jump stride 1 runs Dash at every step, so there are no Dot steps to train: "
                 "use jump_stride=stride2 (or jump_stride.stride=N with N >= 2)"
             )
+        if not 0 <= prompt_dropout < 1:
+            raise ValueError(f"prompt_dropout={prompt_dropout} is invalid: use a value in [0, 1)")
         fine_steps = sorted({int(n) for n in fine_steps})
         if not fine_steps or fine_steps[0] < 2:
             raise ValueError(f"fine_steps={fine_steps} is invalid: give step counts >= 2")
@@ -76,6 +83,7 @@ class MorseModule(L.LightningModule):
         self.jump = jump
         self.fine_steps = fine_steps
         self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
+        self.prompt_dropout = prompt_dropout
         self.seed = seed
         self.run_config = run_config or {}
         self.dash_fingerprint = dash_fingerprint(dash)
@@ -85,12 +93,12 @@ class MorseModule(L.LightningModule):
     # ----------------------------------------------------------------- steps
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         generator = self._generator(self.global_step * self.trainer.world_size + self.global_rank)
-        dot_mse, _ = self.rollout(batch[0], generator)
+        dot_mse, _ = self.rollout(batch[0], generator, batch[1])
         self.log("train/dot_mse", dot_mse, prog_bar=True)
         return dot_mse
 
     def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
-        dot_mse, reuse_mse = self.rollout(batch[0], self._generator(10**9 + batch_idx))
+        dot_mse, reuse_mse = self.rollout(batch[0], self._generator(10**9 + batch_idx), batch[1])
         self.log("val/dot_mse", dot_mse, prog_bar=True, sync_dist=True)
         self.log("val/reuse_mse", reuse_mse, prog_bar=True, sync_dist=True)
 
@@ -99,17 +107,21 @@ class MorseModule(L.LightningModule):
         if "val/dot_mse" in metrics and "val/reuse_mse" in metrics:
             self.log("val/gain_over_reuse", metrics["val/reuse_mse"] / metrics["val/dot_mse"], sync_dist=True)
 
-    def rollout(self, images: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    def rollout(
+        self, images: Tensor, generator: torch.Generator, context: Sequence[str] | Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Mean squared error of Dot and of plain reuse against Dash on one trajectory stretch.
 
         Args:
             images: (B, C, H, W) data in [-1, 1] (encoded to latents for latent Dash).
-            generator: drives n, s and the noise.
+            generator: drives n, s, the noise and the caption dropout.
+            context: B captions or (B,) class labels; used only by a conditional Dash.
 
         Returns:
             (dot_mse, reuse_mse): scalars; only dot_mse carries gradients.
         """
         x0 = self.dash.encode(images)
+        cond = self.dash.condition(self._dropped(context, generator))
         n = self.fine_steps[_randint(len(self.fine_steps), generator)]
         schedule = self.jump.schedule(n)
         jump_points = [p for p in schedule.dash_steps if p + 1 < n and not schedule.is_dash_step(p + 1)]
@@ -123,7 +135,7 @@ class MorseModule(L.LightningModule):
         x = scheduler.add_noise(x0, noise, t_s.expand(len(x0)))
         x_ts = scheduler.scale_model_input(x, t_s)
         with torch.no_grad():
-            z_ts = self.dash(x_ts, t_s)
+            z_ts = self.dash(x_ts, t_s, cond)
         step_options = step_kwargs(scheduler, generator)
         x = scheduler.step(z_ts, t_s, x, **step_options).prev_sample
         dot_losses, reuse_losses = [], []
@@ -132,14 +144,21 @@ class MorseModule(L.LightningModule):
             t_i = timesteps[i]
             x_ti = scheduler.scale_model_input(x, t_i)
             with torch.no_grad():
-                target = self.dash(x_ti, t_i)
-            estimate = z_ts + self.dot(x_ts, x_ti, z_ts, t_s, t_i)
+                target = self.dash(x_ti, t_i, cond)
+            estimate = z_ts + self.dot(x_ts, x_ti, z_ts, t_s, t_i, cond)
             dot_losses.append(nn.functional.mse_loss(estimate.float(), target.float()))
             reuse_losses.append(nn.functional.mse_loss(z_ts.float(), target.float()))
             i += 1
             if i < n and not schedule.is_dash_step(i):
                 x = scheduler.step(estimate.detach(), t_i, x, **step_options).prev_sample
         return torch.stack(dot_losses).mean(), torch.stack(reuse_losses).mean()
+
+    def _dropped(self, context: Sequence[str] | Tensor | None, generator: torch.Generator) -> Any:
+        """Captions with each replaced by "" at ``prompt_dropout``; other contexts unchanged."""
+        if self.dash.conditioning != "text" or context is None:
+            return context
+        drop = torch.rand(len(context), generator=generator) < self.prompt_dropout
+        return ["" if dropped else caption for caption, dropped in zip(context, drop.tolist(), strict=True)]
 
     def _generator(self, stream: int) -> torch.Generator:
         return torch.Generator("cpu").manual_seed(sample_seed(self.seed, stream))

@@ -2,6 +2,11 @@
 
 Writes ``<run dir>/dash/`` (safetensors, config, scheduler config, provenance.json) and a
 grid of its samples (``samples.png``, DDIM 50 steps).
+
+With ``autoencoder=/path/to/autoencoder`` (a diffusers AutoencoderKL or VQModel directory,
+or a pipeline directory with vae/ or vqvae/) it trains a latent Dash on the autoencoder's
+scaled latents and writes a pipeline directory (model_index.json, unet/, scheduler/, vae/ or
+vqvae/); the sample grid is decoded through the autoencoder.
 """
 
 from __future__ import annotations
@@ -15,9 +20,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from morse_exp.cli import entry_point, instantiate_logger
-from morse_exp.dash import Dash
 from morse_exp.images import save_grid
-from morse_exp.pretraining import save_dash_dir
+from morse_exp.pretraining import check_sample_shape, load_autoencoder, save_dash_dir
 from morse_exp.sampler import sample
 from morse_exp.schedule import DashSchedule
 from morse_exp.schedulers import make_scheduler
@@ -29,15 +33,19 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     L.seed_everything(cfg.seed, workers=True)
     datamodule = hydra.utils.instantiate(cfg.dataset)
     datamodule.check_available()
+    autoencoder = load_autoencoder(cfg.autoencoder) if cfg.get("autoencoder") else None
     unet = hydra.utils.instantiate(cfg.architecture)
     noise_scheduler = hydra.utils.instantiate(cfg.noise_scheduler)
-    module = hydra.utils.instantiate(cfg.pretraining)(unet=unet, noise_scheduler=noise_scheduler)
+    module = hydra.utils.instantiate(cfg.pretraining)(
+        unet=unet, noise_scheduler=noise_scheduler, autoencoder=autoencoder
+    )
+    check_sample_shape(module.dash, datamodule.image_shape)
     trainer = hydra.utils.instantiate(cfg.trainer, logger=instantiate_logger(cfg))
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if not trainer.is_global_zero:
         return metrics, {}
-    ema_unet = module.ema_unet()
+    dash = module.ema_dash().cpu()
     provenance = {
         "command": "python -m morse_exp.pretrain " + " ".join(sys.argv[1:]),
         "seed": cfg.seed,
@@ -45,8 +53,8 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         "final_train_loss": metrics.get("train/loss"),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
-    save_dir = save_dash_dir(ema_unet, noise_scheduler, cfg.save_dir, provenance)
-    dash = Dash(ema_unet, dict(noise_scheduler.config), source=str(save_dir))
+    save_dir = save_dash_dir(dash.unet, noise_scheduler, cfg.save_dir, provenance, dash.autoencoder)
+    dash.source = str(save_dir)
     samples, _ = sample(
         dash, make_scheduler("ddim", dash.scheduler_config), DashSchedule.every_step(50),
         sample_generators(cfg.seed, range(cfg.grid_samples)),

@@ -3,20 +3,31 @@
 The recipe of Ho et al. (2020): x_t = add_noise(x_0, eps, t) with t uniform over the
 training timesteps, loss = MSE(unet(x_t, t), eps), AdamW with linear warm-up, EMA of the
 weights. The EMA weights are what gets saved.
+
+Latent Dash: given a frozen autoencoder (diffusers ``AutoencoderKL`` or ``VQModel``), x_0 is
+``Dash.encode(images)``, the scaled latents ``encode(images) * scaling_factor`` (for a KL
+autoencoder the posterior's mode, so every image has one deterministic latent, the same one
+Dash.encode gives the Dot trainer later), and the result is a diffusers pipeline directory
+with the autoencoder copied in.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 from pathlib import Path
 from typing import Any
 
+import diffusers
 import lightning as L
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 from diffusers.training_utils import EMAModel
 from torch import nn
+
+from morse_exp.dash import Dash
+from morse_exp.loading import AUTOENCODER_FOLDERS, latent_scaling, load_model
 
 
 class DashPretraining(L.LightningModule):
@@ -27,6 +38,12 @@ class DashPretraining(L.LightningModule):
         noise_scheduler: defines betas / the forward process; saved beside the weights.
         lr: peak AdamW learning rate; warmup_steps: linear warm-up length.
         ema_decay: EMA decay of the saved weights.
+        autoencoder: for a latent Dash, the frozen autoencoder whose scaled latents ``unet``
+            learns (see :func:`load_autoencoder`); None trains on pixels.
+
+    ``self.dash`` is the Dash being made: a frozen copy of ``unet`` that receives the EMA
+    weights (:meth:`ema_dash`) and the autoencoder. It encodes every batch and is left out of
+    Lightning checkpoints (it is rebuilt from the config).
     """
 
     def __init__(
@@ -36,6 +53,7 @@ class DashPretraining(L.LightningModule):
         lr: float = 5e-4,
         warmup_steps: int = 200,
         ema_decay: float = 0.999,
+        autoencoder: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.unet = unet
@@ -43,13 +61,17 @@ class DashPretraining(L.LightningModule):
         self.lr = lr
         self.warmup_steps = warmup_steps
         self.ema = EMAModel(unet.parameters(), decay=ema_decay)
+        self.dash = Dash(
+            copy.deepcopy(unet), dict(noise_scheduler.config), autoencoder=autoencoder,
+            latent_scaling=latent_scaling(autoencoder),
+        )
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        images = batch[0]
-        noise = torch.randn_like(images)
-        t = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (len(images),),
-                          device=images.device)
-        noisy = self.noise_scheduler.add_noise(images, noise, t)
+        x0 = self.dash.encode(batch[0])
+        noise = torch.randn_like(x0)
+        t = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (len(x0),),
+                          device=x0.device)
+        noisy = self.noise_scheduler.add_noise(x0, noise, t)
         loss = nn.functional.mse_loss(self.unet(noisy, t).sample, noise)
         self.log("train/loss", loss, prog_bar=True)
         return loss
@@ -68,7 +90,7 @@ class DashPretraining(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": warmup, "interval": "step"}}
 
     def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        state = super().state_dict(*args, **kwargs)
+        state = {k: v for k, v in super().state_dict(*args, **kwargs).items() if not k.startswith("dash.")}
         state["ema"] = self.ema.state_dict()
         return state
 
@@ -76,30 +98,91 @@ class DashPretraining(L.LightningModule):
         ema_state = state.pop("ema", None)
         if ema_state is not None:
             self.ema.load_state_dict(ema_state)
+        state = {**{f"dash.{k}": v for k, v in self.dash.state_dict().items()}, **state}
         return super().load_state_dict(state, strict=strict, **kwargs)
 
-    def ema_unet(self) -> UNet2DModel:
-        """A copy of the UNet carrying the EMA weights."""
-        unet = UNet2DModel.from_config(self.unet.config)
-        unet.load_state_dict(self.unet.state_dict())
-        self.ema.copy_to(unet.parameters())
-        return unet.eval()
+    def ema_dash(self) -> Dash:
+        """``self.dash`` with the EMA weights copied into its UNet."""
+        self.dash.unet.load_state_dict(self.unet.state_dict())
+        self.ema.copy_to(self.dash.unet.parameters())
+        return self.dash
+
+
+def load_autoencoder(path: str) -> nn.Module:
+    """The ``AutoencoderKL`` or ``VQModel`` in ``path``: its own diffusers directory
+    (``config.json`` + weights) or a pipeline directory's ``vae/`` or ``vqvae/``.
+
+    Raises (one line): FileNotFoundError if there is none; DashLoadError if the config
+    names another class or the weights are unreadable.
+    """
+    root = Path(path).expanduser().resolve()
+    folder = next((root / f for f in AUTOENCODER_FOLDERS if (root / f / "config.json").is_file()), root)
+    if not (folder / "config.json").is_file():
+        problem = "has no config.json, vae/ or vqvae/" if root.is_dir() else "is not a directory"
+        raise FileNotFoundError(
+            f"autoencoder={path} {problem}: give a diffusers AutoencoderKL or VQModel "
+            "directory (config.json + weights), or a pipeline directory with vae/ or vqvae/"
+        )
+    return load_model(folder.parent, folder.name, str(path))
+
+
+def check_sample_shape(dash: Dash, image_shape: tuple[int, int, int]) -> None:
+    """Raise a one-line ValueError, naming the overrides that fix it, unless ``dash``'s UNet
+    takes and returns what it is trained on: the images, or their autoencoder latents."""
+    autoencoder, config = dash.autoencoder, dash.unet.config
+    if autoencoder is not None and autoencoder.config.in_channels != image_shape[0]:
+        raise ValueError(
+            f"the autoencoder takes {autoencoder.config.in_channels}-channel images but the "
+            f"dataset's images have shape {tuple(image_shape)}: give an autoencoder for them"
+        )
+    param = next(dash.parameters())
+    target = tuple(dash.encode(torch.zeros(1, *image_shape, dtype=param.dtype, device=param.device)).shape[1:])
+    fixes = [f"architecture.{key}={target[0]}" for key in ("in_channels", "out_channels")
+             if config[key] != target[0]]
+    if dash.sample_shape[1:] != target[1:]:
+        size = target[1] if target[1] == target[2] else list(target[1:])
+        fixes.append(f"architecture.sample_size={size}".replace(" ", ""))
+    if fixes:
+        trained_on = "the autoencoder's latents" if autoencoder is not None else "the dataset's images"
+        raise ValueError(
+            f"the UNet takes samples of shape {dash.sample_shape} (out_channels "
+            f"{config.out_channels}) but {trained_on} have shape {target}: set {' '.join(fixes)}"
+        )
 
 
 def save_dash_dir(
     unet: UNet2DModel, noise_scheduler: DDPMScheduler, directory: str | Path,
-    provenance: dict[str, Any],
+    provenance: dict[str, Any], autoencoder: nn.Module | None = None,
 ) -> Path:
-    """Write a bare-model Dash directory (safetensors + configs + provenance.json) atomically.
+    """Write a Dash directory (safetensors + configs + provenance.json) atomically.
 
-    The directory is first written beside its destination and moved into place only when
-    complete, so an interrupted save never leaves a half-written Dash.
+    Pixel Dash: the bare-model layout (config.json, weights, scheduler_config.json). Latent
+    Dash: a pipeline directory (model_index.json, unet/, scheduler/, and vae/ or vqvae/ with
+    the autoencoder, its scaling factor in its config). The directory is first written
+    beside its destination and moved into place only when complete, so an interrupted save
+    never leaves a half-written Dash.
     """
     directory = Path(directory)
     staging = directory.with_name(directory.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
-    unet.save_pretrained(staging, safe_serialization=True)
-    noise_scheduler.save_config(staging)
+    if autoencoder is None:
+        unet.save_pretrained(staging, safe_serialization=True)
+        noise_scheduler.save_config(staging)
+    else:
+        class_name = type(autoencoder).__name__
+        folder = {cls: name for name, cls in AUTOENCODER_FOLDERS.items()}[class_name]
+        unet.save_pretrained(staging / "unet", safe_serialization=True)
+        noise_scheduler.save_pretrained(staging / "scheduler")
+        autoencoder.save_pretrained(staging / folder, safe_serialization=True)
+        index = {
+            # diffusers' LDMPipeline loads the VQ layout; it has no pipeline for a KL one
+            "_class_name": "LDMPipeline" if folder == "vqvae" else "DiffusionPipeline",
+            "_diffusers_version": diffusers.__version__,
+            "unet": ["diffusers", type(unet).__name__],
+            "scheduler": ["diffusers", type(noise_scheduler).__name__],
+            folder: ["diffusers", class_name],
+        }
+        (staging / "model_index.json").write_text(json.dumps(index, indent=2))
     (staging / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str))
     if directory.exists():
         shutil.rmtree(directory)

@@ -368,9 +368,15 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]
 
 
 def _title(summary: Mapping[str, Any]) -> str:
-    """One line naming model, dataset, scheduler, extractor and sample count."""
+    """One line naming model, dataset, scheduler, extractor and sample count.
+
+    A model loaded from a local directory is named by the directory alone (the full path is
+    in speedup.json); hub ids are kept whole.
+    """
+    model = str(summary["model"])
+    model = Path(model).name if Path(model).is_absolute() else model
     return (
-        f"{summary['model']} on {summary['dataset']}, {summary['scheduler']} scheduler; "
+        f"{model} on {summary['dataset']}, {summary['scheduler']} scheduler; "
         f"{summary['metric'].upper()} with {summary['extractor']} features, "
         f"{summary['num_samples']} samples"
     )

@@ -8,6 +8,7 @@ run with ``hydra.run.dir=<its run dir> ckpt_path=last``.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -57,13 +58,18 @@ def run(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         logger=instantiate_logger(cfg),
         callbacks=[hydra.utils.instantiate(cfg.checkpoint)],
     )
+    start = time.perf_counter()
     trainer.fit(objects["module"], datamodule=objects["datamodule"], ckpt_path=ckpt_path)
+    fit_seconds = time.perf_counter() - start
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if trainer.is_global_zero:
         record = {
             "scheduler": cfg.scheduler.name,
             "jump_stride": OmegaConf.to_container(cfg.jump_stride, resolve=True),
             "steps": trainer.global_step,
+            # wall-clock seconds of this run's fit (validation included; a resumed run counts
+            # only its own part)
+            "fit_seconds": fit_seconds,
             "metrics": metrics,
             "run_config": OmegaConf.to_container(cfg, resolve=True),
         }
