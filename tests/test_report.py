@@ -248,3 +248,13 @@ def test_cli_reports_a_mixed_run_in_one_line(tmp_path, capsys):
         assert main([str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "extractor" in err
+
+
+def test_markdown_reports_images_per_second_at_equal_fid():
+    """Morse at b LSD takes 0.1 b s for 2,000 images; the baseline needs 2b LSD = 0.2 b s for
+    that FID: 20,000 / b images/s against 10,000 / b; past the baseline's range, a bound."""
+    from morse_exp.report import render_markdown
+
+    section = render_markdown(summarize(three_curves())).split("## Images per second at equal fid")[1]
+    assert "| 10 | 5 | 2000.0 | 1000.0 |" in section
+    assert "| 40 | 1.25 | 500.0 | ≤500.0 |" in section  # 80 LSD lies past the baseline's 40

@@ -449,7 +449,36 @@ def render_markdown(summary: Mapping[str, Any]) -> str:
                 for row in summary["table"]
             ],
         )
+    lines += _throughput_lines(summary)
     return "\n".join(lines) + "\n"
+
+
+def _throughput_lines(summary: Mapping[str, Any]) -> list[str]:
+    """Images per second of Morse and of the baseline at Morse's quality, per budget.
+
+    Both come from measured wall-clock seconds: Morse's ``num_samples / seconds`` at the budget,
+    the baseline's ``num_samples / seconds it needs for that quality`` (read off its curve, a
+    bound where Morse's quality lies outside the baseline's range).
+    """
+    if "seconds" not in summary["cost_keys"] or "morse_vs_baseline" not in summary["comparisons"]:
+        return []
+    rows = []
+    for row in summary["table"]:
+        cell = row["speedups"].get("morse_vs_baseline", {}).get("seconds")
+        seconds = row["methods"].get("morse", {}).get("seconds")
+        if cell is None or not seconds:
+            continue
+        bound = {">=": "≤", "<=": "≥"}.get(cell["bound"], "")  # more reference seconds, fewer images/s
+        rows.append([
+            f"{row['budget']:g}", _fmt(row["methods"]["morse"].get(summary["metric"]), ".4g"),
+            _fmt(summary["num_samples"] / seconds, ".1f"),
+            bound + _fmt(summary["num_samples"] / cell["reference_cost"], ".1f"),
+        ])
+    if not rows:
+        return []
+    return ["", f"## Images per second at equal {summary['metric']} (measured wall clock)", "",
+            *_md_table(["budget (LSD)", f"{summary['metric']} morse", "images/s morse",
+                        f"images/s baseline at that {summary['metric']}"], rows)]
 
 
 def _plot_curves(axes: Axes, summary: Mapping[str, Any], cost_key: str) -> None:
