@@ -293,10 +293,19 @@ def _is_main() -> bool:
     return not dist.is_initialized() or dist.get_rank() == 0
 
 
+def rank_device(device: str, local_rank: int) -> str:
+    """Each process of a multi-GPU launch samples on its own GPU: "cuda" -> "cuda:<local rank>"."""
+    if device == "cuda":
+        device = f"cuda:{local_rank}"
+        torch.cuda.set_device(device)
+    return device
+
+
 @entry_point("evaluate")
 def main(cfg: DictConfig) -> Any:
     if "WORLD_SIZE" in os.environ and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        cfg.device = rank_device(cfg.device, int(os.environ.get("LOCAL_RANK", 0)))
     return run(cfg)
 
 
