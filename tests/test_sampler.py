@@ -149,3 +149,14 @@ def test_guidance_keeps_one_anchor_per_branch(dash, training_config):
 def test_unknown_scheduler_name_is_one_clear_line(training_config):
     with pytest.raises(ValueError, match=r"unknown scheduler 'heun'.*ddim"):
         make_scheduler("heun", training_config)
+
+
+def test_stop_before_returns_the_state_the_full_loop_passes_through(dash, training_config):
+    schedule = DashSchedule(8, [0, 2, 4, 6])
+    states = []
+    sample(dash, make_scheduler("dpm_solver", training_config), schedule, sample_generators(0, range(3)),
+           callback=lambda step: states.append(step["x"]))
+    scheduler = make_scheduler("dpm_solver", training_config)
+    x, stats = sample(dash, scheduler, schedule, sample_generators(0, range(3)), stop_before=5)
+    assert torch.equal(x, states[4]) and stats.dash_calls + stats.dot_calls == 5
+    assert scheduler.step_index == 5  # ready to take step 5, multistep history included

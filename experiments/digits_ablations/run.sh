@@ -4,6 +4,9 @@
 #   m1:       Dot with one downsampling block (Dash's body on 4x4 instead of 2x2 maps)
 #   trailing: DDIM with timestep_spacing=trailing (diffusers' default "leading" spends the
 #             last of few steps at t=0)
+#   sampled:  Dot trained on jump-point states from Morse's own sampler (module.jump_states)
+#   sampled_trailing: both of the last two
+# Two waves of two jobs (WAVES="1 2"; WAVES=2 runs the second only).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-outputs/experiments/digits_ablations}
@@ -15,6 +18,14 @@ ablation() {  # name, overrides...
   python -m morse_exp.evaluate "$@" "lsd_budgets=$BUDGETS" metric.num_samples=1000 \
     dot_checkpoint=$OUT/$name/train/dot hydra.run.dir=$OUT/$name/evaluate
 }
-ablation m1 dot.num_down=1 > $OUT.m1.log 2>&1 &
-ablation trailing +scheduler.timestep_spacing=trailing > $OUT.trailing.log 2>&1 &
-wait
+for wave in ${WAVES:-1 2}; do
+  if [ "$wave" = 1 ]; then
+    ablation m1 dot.num_down=1 > $OUT.m1.log 2>&1 &
+    ablation trailing +scheduler.timestep_spacing=trailing > $OUT.trailing.log 2>&1 &
+  else
+    ablation sampled module.jump_states=sampled > $OUT.sampled.log 2>&1 &
+    ablation sampled_trailing module.jump_states=sampled +scheduler.timestep_spacing=trailing \
+      > $OUT.sampled_trailing.log 2>&1 &
+  fi
+  wait
+done

@@ -1,8 +1,9 @@
 """The LightningModule that trains Dot against a frozen Dash.
 
 One training example is a short stretch of a sampling trajectory: a fine step count n, a
-jump point s (a Dash step of the schedule), x_ts from data by the scheduler's forward
-process, z_ts = Dash(x_ts, t_s), then the scheduler's own steps to the following Dot steps
+jump point s (a Dash step of the schedule), x_ts (``jump_states="forward"``: from data by
+the scheduler's forward process; ``"sampled"``: by Morse's own sampler from pure noise, the
+current Dot at its steps, i.e. the states Dot meets at inference), z_ts = Dash(x_ts, t_s), then the scheduler's own steps to the following Dot steps
 i = s+1, ..., up to the next Dash step. At each, Dot is regressed onto Dash without jumps:
 
     loss = mean_i || z_ts + Dot(x_ts, x_ti, z_ts, t_s, t_i) - Dash(x_ti, t_i) ||^2
@@ -29,11 +30,13 @@ from torch import Tensor, nn
 from morse_exp.checkpoints import check_compatible, dash_fingerprint
 from morse_exp.dash import Dash
 from morse_exp.dot import Dot
+from morse_exp.sampler import sample
 from morse_exp.schedule import JumpPattern
 from morse_exp.schedulers import step_kwargs
 from morse_exp.seeding import sample_seed
 
 SchedulerFactory = Callable[[dict[str, Any]], Any]
+JUMP_STATES = ("forward", "sampled")
 
 
 class MorseModule(L.LightningModule):
@@ -47,6 +50,9 @@ class MorseModule(L.LightningModule):
         fine_steps: fine step counts n to train on (one drawn per batch).
         lr, weight_decay, warmup_steps: AdamW with linear warm-up then cosine decay.
         prompt_dropout: share of captions replaced by "" (text-conditioned Dash only).
+        jump_states: where x_ts comes from: "forward" (the data's forward process) or
+            "sampled" (Morse's sampler run from noise up to s, no gradients; costs about s/2
+            extra Dash calls per step).
         seed: base seed of the per-step random streams.
         run_config: the resolved config, stored in every checkpoint.
     """
@@ -62,6 +68,7 @@ class MorseModule(L.LightningModule):
         weight_decay: float = 0.0,
         warmup_steps: int = 100,
         prompt_dropout: float = 0.1,
+        jump_states: str = "forward",
         seed: int = 0,
         run_config: dict[str, Any] | None = None,
     ) -> None:
@@ -73,6 +80,8 @@ class MorseModule(L.LightningModule):
                 "jump stride 1 runs Dash at every step, so there are no Dot steps to train: "
                 "use jump_stride=stride2 (or jump_stride.stride=N with N >= 2)"
             )
+        if jump_states not in JUMP_STATES:
+            raise ValueError(f"jump_states={jump_states!r} is invalid: use one of {', '.join(JUMP_STATES)}")
         if not 0 <= prompt_dropout < 1:
             raise ValueError(f"prompt_dropout={prompt_dropout} is invalid: use a value in [0, 1)")
         fine_steps = sorted({int(n) for n in fine_steps})
@@ -84,6 +93,7 @@ class MorseModule(L.LightningModule):
         self.fine_steps = fine_steps
         self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
         self.prompt_dropout = prompt_dropout
+        self.jump_states = jump_states
         self.seed = seed
         self.run_config = run_config or {}
         self.dash_fingerprint = dash_fingerprint(dash)
@@ -127,12 +137,18 @@ class MorseModule(L.LightningModule):
         jump_points = [p for p in schedule.dash_steps if p + 1 < n and not schedule.is_dash_step(p + 1)]
         s = jump_points[_randint(len(jump_points), generator)]
         scheduler = copy.deepcopy(self._schedulers[n])
-        if hasattr(scheduler, "set_begin_index"):
-            scheduler.set_begin_index(s)
         timesteps = scheduler.timesteps.to(x0.device)
-        noise = torch.randn(x0.shape, generator=generator, device="cpu").to(x0)
         t_s = timesteps[s]
-        x = scheduler.add_noise(x0, noise, t_s.expand(len(x0)))
+        if self.jump_states == "sampled":
+            device_generator = torch.Generator(x0.device).manual_seed(_randint(2**62, generator))
+            x, _ = sample(self.dash, scheduler, schedule, [device_generator] * len(x0), dot=self.dot,
+                          cond=cond, stop_before=s)
+            x = x.to(x0)
+        else:
+            if hasattr(scheduler, "set_begin_index"):
+                scheduler.set_begin_index(s)
+            noise = torch.randn(x0.shape, generator=generator, device="cpu").to(x0)
+            x = scheduler.add_noise(x0, noise, t_s.expand(len(x0)))
         x_ts = scheduler.scale_model_input(x, t_s)
         with torch.no_grad():
             z_ts = self.dash(x_ts, t_s, cond)

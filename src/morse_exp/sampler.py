@@ -58,6 +58,7 @@ def sample(
     cond: dict[str, Any] | None = None,
     guidance_scale: float | None = None,
     callback: StepCallback | None = None,
+    stop_before: int | None = None,
 ) -> tuple[Tensor, SamplingStats]:
     """Run the sampler from per-sample initial noise to samples in Dash's space.
 
@@ -74,6 +75,8 @@ def sample(
         guidance_scale: classifier-free guidance weight w (eps_u + w (eps_c - eps_u)); None
             for unguided sampling.
         callback: called after every step with ``{i, t, x, eps, source}``.
+        stop_before: run steps 0..stop_before-1 only and return the state at step
+            ``stop_before``, the scheduler left ready to take that step (None: run them all).
 
     Returns:
         (B, C, H, W) samples in the model's space (latents for latent models; decode with
@@ -95,7 +98,7 @@ def sample(
     dash_calls = dot_calls = 0
     _synchronize(device)
     start = time.perf_counter()
-    for i, t in enumerate(timesteps):
+    for i, t in enumerate(timesteps[:stop_before]):
         model_input = scheduler.scale_model_input(x, t)
         if guidance_scale is not None:
             model_input = torch.cat([model_input, model_input])
