@@ -12,10 +12,11 @@ cd "$(dirname "$0")/../.."
 OUT=${OUT:-outputs/experiments/digits_ablations}
 BUDGETS="[3,4,6,8,10,14,20]"
 export OMP_NUM_THREADS=1
-ablation() {  # name, overrides...
+ablation() {  # name, overrides... (module.* ones are for training only)
   local name=$1; shift
   python -m morse_exp.train "$@" trainer.max_steps=1000 hydra.run.dir=$OUT/$name/train
-  python -m morse_exp.evaluate "$@" "lsd_budgets=$BUDGETS" metric.num_samples=1000 \
+  local shared=(); for arg in "$@"; do [[ $arg == module.* ]] || shared+=("$arg"); done
+  python -m morse_exp.evaluate "${shared[@]}" "lsd_budgets=$BUDGETS" metric.num_samples=1000 \
     dot_checkpoint=$OUT/$name/train/dot hydra.run.dir=$OUT/$name/evaluate
 }
 for wave in ${WAVES:-1 2}; do
