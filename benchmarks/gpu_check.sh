@@ -7,7 +7,11 @@
 # FID uses a small autoencoder extractor fitted on the stand-in images (Inception weights
 # are not on the device machines either): the check is about the GPU path and its costs.
 # Results: $OUT/summary.md (N, seconds per train step, seconds per sample step), with the
-# raw records beside it. CPU dry run (checks the script, ~10 min on 2 cores):
+# raw records beside it. On a device machine (no package index there): first run
+# `bash benchmarks/gpu_wheels.sh` here, then the device tool with carry [".gpu_wheels"] and
+#   python3 -m pip install -q --no-index --no-deps .gpu_wheels/*.whl && \
+#   python3 -m pip install -q --no-deps -e . && OUT=$OUT/gpu_check bash benchmarks/gpu_check.sh
+# CPU dry run (checks the script, ~10 min on 2 cores):
 #   DEVICE=cpu TRAINER=cpu PRECISION=32 STEPS=2 SAMPLES=170 BATCH=170 BUDGET=2 REPEATS=1 OVERHEAD_STEPS=2
 set -euo pipefail
 cd "$(dirname "$0")/.."
