@@ -10,7 +10,9 @@
 # raw records beside it. On a device machine (no package index there): first run
 # `bash benchmarks/gpu_wheels.sh` here, then the device tool with carry [".gpu_wheels"] and
 #   python3 -m pip install -q --no-index --no-deps .gpu_wheels/*.whl && \
-#   python3 -m pip install -q --no-deps -e . && OUT=$OUT/gpu_check bash benchmarks/gpu_check.sh
+#   python3 -m pip install -q --no-deps -e . && OUT=/tmp/gc bash benchmarks/gpu_check.sh && \
+#   cp /tmp/gc/summary.md /tmp/gc/bench.json /tmp/gc/evaluate/results.jsonl /tmp/gc/train/dot/dot.json $OUT/
+# (the tool brings back at most 8 files from its $OUT, two folders deep).
 # CPU dry run (checks the script, ~10 min on 2 cores):
 #   DEVICE=cpu TRAINER=cpu PRECISION=32 STEPS=2 SAMPLES=170 BATCH=170 BUDGET=2 REPEATS=1 OVERHEAD_STEPS=2
 set -euo pipefail
