@@ -14,11 +14,11 @@ import pytest
 
 from morse_exp.report import (
     lossless_speedup,
-    main,
     read_results,
     summarize,
     write_report,
 )
+from morse_exp.summary import main
 
 BUDGETS = [float(n) for n in range(1, 41)]  # 1..40 LSD; 2 * b is on the grid for b <= 20
 

@@ -30,3 +30,4 @@ for wave in ${WAVES:-1 2}; do
   fi
   wait
 done
+python -m morse_exp.report $OUT --out experiments/digits_ablations

@@ -14,20 +14,16 @@ log(cost) interpolated linearly in the metric. Where q lies outside the referenc
 ratio is only a bound, flagged ``">="`` or ``"<="``; averages use exactly defined points only.
 
 CLI: ``python -m morse_exp.report DIR [DIR ...] [--out OUT]`` gathers every ``results.jsonl``
-under the DIRs (one evaluate run, or a Hydra multirun with one run per subdirectory) into
-``summary.md``, ``summary.csv`` and ``summary.png``.
+under the DIRs into one table and figure (:mod:`morse_exp.summary`).
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
 import io
 import json
 import math
 import numbers
 import os
-import re
 import statistics
 import sys
 import tempfile
@@ -37,7 +33,6 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple, TypedDict
 
 import numpy as np
-import yaml
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
@@ -326,7 +321,7 @@ def summarize(
     }
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same directory + os.replace."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -339,14 +334,14 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def _figure_bytes(figure: Figure) -> bytes:
+def figure_bytes(figure: Figure) -> bytes:
     """The figure rendered as PNG (Agg, no pyplot state)."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
     return buffer.getvalue()
 
 
-def _fmt(value: float | None, spec: str) -> str:
+def format_number(value: float | None, spec: str) -> str:
     """``value`` formatted with ``spec``, or "n/a" when missing."""
     return "n/a" if value is None else format(value, spec)
 
@@ -359,7 +354,7 @@ def _fmt_speedup(cell: Mapping[str, Any] | None) -> str:
     return f"{prefix}{cell['speedup']:.2f}x"
 
 
-def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     """Markdown table lines (cells have "|" escaped)."""
     lines = [header, ["---"] * len(header), *rows]
     return [
@@ -367,16 +362,17 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]
     ]
 
 
-def _title(summary: Mapping[str, Any]) -> str:
-    """One line naming model, dataset, scheduler, extractor and sample count.
+def model_label(source: Any) -> str:
+    """A model's name for tables and plots: a local directory by its name alone (the full path
+    stays in the JSON records), a hub id whole."""
+    source = str(source)
+    return Path(source).name if Path(source).is_absolute() else source
 
-    A model loaded from a local directory is named by the directory alone (the full path is
-    in speedup.json); hub ids are kept whole.
-    """
-    model = str(summary["model"])
-    model = Path(model).name if Path(model).is_absolute() else model
+
+def _title(summary: Mapping[str, Any]) -> str:
+    """One line naming model, dataset, scheduler, extractor and sample count."""
     return (
-        f"{model} on {summary['dataset']}, {summary['scheduler']} scheduler; "
+        f"{model_label(summary['model'])} on {summary['dataset']}, {summary['scheduler']} scheduler; "
         f"{summary['metric'].upper()} with {summary['extractor']} features, "
         f"{summary['num_samples']} samples"
     )
@@ -402,28 +398,28 @@ def render_markdown(summary: Mapping[str, Any]) -> str:
         [
             name.replace("_", " "),
             COST_LABEL.get(cost_key, cost_key),
-            _fmt(stats["average"], ".2f"),
-            _fmt(stats["min"], ".2f"),
-            _fmt(stats["max"], ".2f"),
+            format_number(stats["average"], ".2f"),
+            format_number(stats["min"], ".2f"),
+            format_number(stats["max"], ".2f"),
             str(stats["exact_budgets"]),
             str(stats["bounded_budgets"]),
         ]
         for name, by_cost in summary["comparisons"].items()
         for cost_key, stats in by_cost.items()
     ]
-    lines += _md_table(
+    lines += markdown_table(
         ["comparison", "cost", "average", "min", "max", "exact budgets", "bounds"], average_rows
     )
 
     methods = summary["methods"]
     value_keys = [metric, *cost_keys]
     lines += ["", "## Per budget: quality and cost", ""]
-    lines += _md_table(
+    lines += markdown_table(
         ["budget (LSD)"] + [f"{key} {method}" for key in value_keys for method in methods],
         [
             [f"{row['budget']:g}"]
             + [
-                _fmt(row["methods"].get(method, {}).get(key), ".4g")
+                format_number(row["methods"].get(method, {}).get(key), ".4g")
                 for key in value_keys
                 for method in methods
             ]
@@ -432,7 +428,7 @@ def render_markdown(summary: Mapping[str, Any]) -> str:
     )
     if summary["comparisons"]:
         lines += ["", "## Per budget: lossless speedup", ""]
-        lines += _md_table(
+        lines += markdown_table(
             ["budget (LSD)"]
             + [
                 f"{name.replace('_', ' ')} ({COST_LABEL.get(cost_key, cost_key)})"
@@ -470,14 +466,14 @@ def _throughput_lines(summary: Mapping[str, Any]) -> list[str]:
             continue
         bound = {">=": "≤", "<=": "≥"}.get(cell["bound"], "")  # more reference seconds, fewer images/s
         rows.append([
-            f"{row['budget']:g}", _fmt(row["methods"]["morse"].get(summary["metric"]), ".4g"),
-            _fmt(summary["num_samples"] / seconds, ".1f"),
-            bound + _fmt(summary["num_samples"] / cell["reference_cost"], ".1f"),
+            f"{row['budget']:g}", format_number(row["methods"]["morse"].get(summary["metric"]), ".4g"),
+            format_number(summary["num_samples"] / seconds, ".1f"),
+            bound + format_number(summary["num_samples"] / cell["reference_cost"], ".1f"),
         ])
     if not rows:
         return []
     return ["", f"## Images per second at equal {summary['metric']} (measured wall clock)", "",
-            *_md_table(["budget (LSD)", f"{summary['metric']} morse", "images/s morse",
+            *markdown_table(["budget (LSD)", f"{summary['metric']} morse", "images/s morse",
                         f"images/s baseline at that {summary['metric']}"], rows)]
 
 
@@ -525,7 +521,7 @@ def render_plot(summary: Mapping[str, Any]) -> bytes:
     for index, cost_key in enumerate(cost_keys):
         _plot_curves(figure.add_subplot(1, len(cost_keys), index + 1), summary, cost_key)
     figure.suptitle(_title(summary))
-    return _figure_bytes(figure)
+    return figure_bytes(figure)
 
 
 def write_report(
@@ -545,9 +541,9 @@ def write_report(
     summary = summarize(records, metric, lower_is_better)
     stem = "speedup" if metric == "fid" else f"speedup_{metric}"
     paths = ReportPaths(out / f"{stem}.json", out / f"{stem}.md", out / f"{metric}_vs_lsd.png")
-    _write_atomic(paths.json, (json.dumps(summary, indent=2, allow_nan=False) + "\n").encode())
-    _write_atomic(paths.markdown, render_markdown(summary).encode())
-    _write_atomic(paths.plot, render_plot(summary))
+    write_atomic(paths.json, (json.dumps(summary, indent=2, allow_nan=False) + "\n").encode())
+    write_atomic(paths.markdown, render_markdown(summary).encode())
+    write_atomic(paths.plot, render_plot(summary))
     return paths
 
 
@@ -581,194 +577,7 @@ def read_results(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return records
 
 
-def _natural_key(path: Path) -> list[tuple[int, int | str]]:
-    """Sort key that orders run directories 0, 1, 2, ..., 10 rather than 0, 1, 10, 2."""
-    return [
-        (0, int(part)) if part.isdigit() else (1, part)
-        for piece in path.parts
-        for part in re.split(r"(\d+)", piece)
-        if part
-    ]
-
-
-def find_runs(directory: str | os.PathLike[str]) -> list[Path]:
-    """Run directories (those holding ``results.jsonl``) at or under ``directory``, in order."""
-    root = Path(directory)
-    return sorted(
-        (results.parent for results in root.rglob("results.jsonl")),
-        key=lambda run: _natural_key(run.relative_to(root)),
-    )
-
-
-def read_overrides(run_dir: str | os.PathLike[str]) -> list[str]:
-    """Hydra overrides of a run (``.hydra/overrides.yaml``), or [] when the run has none."""
-    path = Path(run_dir) / ".hydra" / "overrides.yaml"
-    if not path.is_file():
-        return []
-    try:
-        overrides = yaml.safe_load(path.read_text()) or []
-    except yaml.YAMLError as error:
-        raise ValueError(f"{path}: not valid YAML ({error})") from error
-    if not isinstance(overrides, list):
-        raise ValueError(f"{path}: expected a list of overrides, got {type(overrides).__name__}")
-    return [str(override) for override in overrides]
-
-
-SUMMARY_COLUMNS: tuple[str, ...] = (
-    "run", "overrides", "model", "dataset", "scheduler", "extractor", "num_samples",
-    "lsd_average", "lsd_min", "lsd_max", "seconds_average", "seconds_min", "seconds_max",
-    "morse_vs_reuse_lsd_average", "exact_budgets", "bounded_budgets",
-)  # fmt: skip
-"""Columns of ``summary.csv``; the speedups are Morse vs baseline unless named otherwise."""
-
-
-def _summary_row(run_dir: Path, relative_to: Path) -> dict[str, Any]:
-    """One ``summary.csv`` row for the run in ``run_dir`` (its path shown relative to another)."""
-    try:
-        summary = summarize(read_results(run_dir / "results.jsonl"))
-    except ValueError as error:
-        raise ValueError(f"{run_dir}: {error}") from error
-    empty = {"average": None, "min": None, "max": None, "exact_budgets": 0, "bounded_budgets": 0}
-    versus_baseline = summary["comparisons"].get("morse_vs_baseline", {})
-    versus_reuse = summary["comparisons"].get("morse_vs_reuse", {})
-    by_lsd = versus_baseline.get("lsd", empty)
-    by_seconds = versus_baseline.get("seconds", empty)
-    return {
-        "run": os.path.relpath(run_dir, relative_to),
-        "overrides": " ".join(read_overrides(run_dir)),
-        **{key: summary[key] for key in CONTEXT_KEYS},
-        **{f"lsd_{stat}": by_lsd[stat] for stat in ("average", "min", "max")},
-        **{f"seconds_{stat}": by_seconds[stat] for stat in ("average", "min", "max")},
-        "morse_vs_reuse_lsd_average": versus_reuse.get("lsd", empty)["average"],
-        "exact_budgets": by_lsd["exact_budgets"],
-        "bounded_budgets": by_lsd["bounded_budgets"],
-    }
-
-
-def _summary_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
-    """``summary.md``: one row per run."""
-    header = [
-        "run", "overrides", "model", "dataset", "scheduler", "extractor", "samples",
-        "LSD avg", "LSD min", "LSD max", "seconds avg", "seconds min", "seconds max",
-        "morse vs reuse (LSD avg)", "exact / bound budgets",
-    ]  # fmt: skip
-    body = [
-        [
-            row["run"], row["overrides"] or "(none)",
-            *(str(row[key]) for key in CONTEXT_KEYS),
-            *(
-                _fmt(row[f"{cost}_{stat}"], ".2f")
-                for cost in ("lsd", "seconds")
-                for stat in ("average", "min", "max")
-            ),
-            _fmt(row["morse_vs_reuse_lsd_average"], ".2f"),
-            f"{row['exact_budgets']} / {row['bounded_budgets']}",
-        ]  # fmt: skip
-        for row in rows
-    ]
-    lines = [
-        "# Lossless speedup of Morse over the baseline, per run",
-        "",
-        "Speedups are Morse vs baseline over the exactly defined budgets (bounds left out), "
-        "in LSD (latency of one Dash step) and in wall-clock seconds.",
-        "",
-        *_md_table(header, body),
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def _summary_csv(rows: Sequence[Mapping[str, Any]]) -> str:
-    """``summary.csv``: one row per run, columns :data:`SUMMARY_COLUMNS`."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
-def _summary_plot(rows: Sequence[Mapping[str, Any]]) -> bytes:
-    """``summary.png``: average LSD speedup per run, min-max error bars, line at 1x."""
-    averages, lows, highs = [], [], []
-    for row in rows:
-        average = row["lsd_average"]
-        averages.append(float("nan") if average is None else average)
-        lows.append(0.0 if average is None else average - row["lsd_min"])
-        highs.append(0.0 if average is None else row["lsd_max"] - average)
-    overrides = [row["overrides"].split() for row in rows]
-    shared = set.intersection(*map(set, overrides)) if len(rows) > 1 else set()
-    labels = [
-        "\n".join(item for item in items if item not in shared) or row["run"]
-        for row, items in zip(rows, overrides, strict=True)
-    ]
-    figure = Figure(figsize=(max(5.0, 1.8 * len(rows) + 1.5), 4.8))
-    axes = figure.add_subplot()
-    positions = range(len(rows))
-    bars = axes.bar(positions, averages, yerr=[lows, highs], capsize=4, color="tab:blue", alpha=0.8)
-    axes.bar_label(
-        bars,
-        labels=["" if math.isnan(average) else f"{average:.2f}x" for average in averages],
-        label_type="center",
-        color="white",
-    )
-    axes.axhline(1.0, color="black", linewidth=1, linestyle="--", zorder=0.5)  # behind bars
-    axes.set_xticks(list(positions), labels, fontsize=8)
-    axes.set_ylabel("lossless speedup in LSD (average, min-max)")
-    title = "Morse vs baseline, per run"
-    axes.set_title(title + (f" ({' '.join(sorted(shared))})" if shared else ""), fontsize=10)
-    axes.grid(True, axis="y", alpha=0.3)
-    return _figure_bytes(figure)
-
-
-def write_summary(
-    dirs: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str]
-) -> list[Path]:
-    """Gather every run under ``dirs`` into ``summary.md``, ``summary.csv`` and ``summary.png``.
-
-    Raises:
-        ValueError: a DIR is not a directory or holds no ``results.jsonl``, or a run cannot be
-            summarized.
-    """
-    run_dirs: list[Path] = []
-    for directory in map(Path, dirs):
-        if not directory.is_dir():
-            raise ValueError(f"{directory} is not a directory")
-        runs = find_runs(directory)
-        if not runs:
-            raise ValueError(f"no results.jsonl under {directory}")
-        run_dirs += runs
-    out = Path(out_dir)
-    rows = [_summary_row(run_dir, out) for run_dir in run_dirs]
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "summary.md", out / "summary.csv", out / "summary.png"]
-    _write_atomic(paths[0], _summary_markdown(rows).encode())
-    _write_atomic(paths[1], _summary_csv(rows).encode())
-    _write_atomic(paths[2], _summary_plot(rows))
-    return paths
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point; returns the exit status (0 on success, 2 on a usage or data error)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m morse_exp.report",
-        description="Summarize the lossless speedup of evaluate runs (single or Hydra multirun).",
-    )
-    parser.add_argument(
-        "dirs", nargs="+", type=Path, metavar="DIR",
-        help="an evaluate run directory (with results.jsonl) or a multirun directory above runs",
-    )  # fmt: skip
-    parser.add_argument(
-        "--out", type=Path, default=None, help="where to write summary.* (default: the first DIR)"
-    )
-    args = parser.parse_args(argv)
-    try:
-        paths = write_summary(args.dirs, args.out or args.dirs[0])
-    except (ValueError, OSError) as error:
-        print(f"{parser.prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
-        return 2
-    for path in paths:
-        print(path)
-    return 0
-
-
 if __name__ == "__main__":
+    from morse_exp.summary import main
+
     sys.exit(main())

@@ -1,0 +1,228 @@
+"""One table and one figure from many evaluate runs: ``python -m morse_exp.report DIR``.
+
+Gathers every ``results.jsonl`` under the DIRs (one evaluate run, or a Hydra multirun with one
+run per subdirectory), reads each run's lossless speedup (:mod:`morse_exp.report`) and writes
+``summary.md``, ``summary.csv`` and ``summary.png``: one row per run, with its overrides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import math
+import os
+import re
+import sys
+import textwrap
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from matplotlib.figure import Figure
+
+from morse_exp.report import (
+    CONTEXT_KEYS,
+    figure_bytes,
+    format_number,
+    markdown_table,
+    model_label,
+    read_results,
+    summarize,
+    write_atomic,
+)
+
+
+def _natural_key(path: Path) -> list[tuple[int, int | str]]:
+    """Sort key that orders run directories 0, 1, 2, ..., 10 rather than 0, 1, 10, 2."""
+    return [
+        (0, int(part)) if part.isdigit() else (1, part)
+        for piece in path.parts
+        for part in re.split(r"(\d+)", piece)
+        if part
+    ]
+
+
+def find_runs(directory: str | os.PathLike[str]) -> list[Path]:
+    """Run directories (those holding ``results.jsonl``) at or under ``directory``, in order."""
+    root = Path(directory)
+    return sorted(
+        (results.parent for results in root.rglob("results.jsonl")),
+        key=lambda run: _natural_key(run.relative_to(root)),
+    )
+
+
+def read_overrides(run_dir: str | os.PathLike[str]) -> list[str]:
+    """Hydra overrides of a run (``.hydra/overrides.yaml``), or [] when the run has none."""
+    path = Path(run_dir) / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return []
+    try:
+        overrides = yaml.safe_load(path.read_text()) or []
+    except yaml.YAMLError as error:
+        raise ValueError(f"{path}: not valid YAML ({error})") from error
+    if not isinstance(overrides, list):
+        raise ValueError(f"{path}: expected a list of overrides, got {type(overrides).__name__}")
+    return [str(override) for override in overrides]
+
+
+SUMMARY_COLUMNS: tuple[str, ...] = (
+    "run", "overrides", "model", "dataset", "scheduler", "extractor", "num_samples",
+    "lsd_average", "lsd_min", "lsd_max", "seconds_average", "seconds_min", "seconds_max",
+    "morse_vs_reuse_lsd_average", "exact_budgets", "bounded_budgets",
+)  # fmt: skip
+"""Columns of ``summary.csv``; the speedups are Morse vs baseline unless named otherwise."""
+
+
+def _summary_row(run_dir: Path, relative_to: Path) -> dict[str, Any]:
+    """One ``summary.csv`` row for the run in ``run_dir`` (its path shown relative to another)."""
+    try:
+        summary = summarize(read_results(run_dir / "results.jsonl"))
+    except ValueError as error:
+        raise ValueError(f"{run_dir}: {error}") from error
+    empty = {"average": None, "min": None, "max": None, "exact_budgets": 0, "bounded_budgets": 0}
+    versus_baseline = summary["comparisons"].get("morse_vs_baseline", {})
+    versus_reuse = summary["comparisons"].get("morse_vs_reuse", {})
+    by_lsd = versus_baseline.get("lsd", empty)
+    by_seconds = versus_baseline.get("seconds", empty)
+    return {
+        "run": os.path.relpath(run_dir, relative_to),
+        "overrides": " ".join(read_overrides(run_dir)),
+        **{key: summary[key] for key in CONTEXT_KEYS},
+        "model": model_label(summary["model"]),
+        **{f"lsd_{stat}": by_lsd[stat] for stat in ("average", "min", "max")},
+        **{f"seconds_{stat}": by_seconds[stat] for stat in ("average", "min", "max")},
+        "morse_vs_reuse_lsd_average": versus_reuse.get("lsd", empty)["average"],
+        "exact_budgets": by_lsd["exact_budgets"],
+        "bounded_budgets": by_lsd["bounded_budgets"],
+    }
+
+
+def _summary_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+    """``summary.md``: one row per run."""
+    header = [
+        "run", "overrides", "model", "dataset", "scheduler", "extractor", "samples",
+        "LSD avg", "LSD min", "LSD max", "seconds avg", "seconds min", "seconds max",
+        "morse vs reuse (LSD avg)", "exact / bound budgets",
+    ]  # fmt: skip
+    body = [
+        [
+            row["run"], row["overrides"] or "(none)",
+            *(str(row[key]) for key in CONTEXT_KEYS),
+            *(
+                format_number(row[f"{cost}_{stat}"], ".2f")
+                for cost in ("lsd", "seconds")
+                for stat in ("average", "min", "max")
+            ),
+            format_number(row["morse_vs_reuse_lsd_average"], ".2f"),
+            f"{row['exact_budgets']} / {row['bounded_budgets']}",
+        ]  # fmt: skip
+        for row in rows
+    ]
+    lines = [
+        "# Lossless speedup of Morse over the baseline, per run",
+        "",
+        "Speedups are Morse vs baseline over the exactly defined budgets (bounds left out), "
+        "in LSD (latency of one Dash step) and in wall-clock seconds.",
+        "",
+        *markdown_table(header, body),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _summary_csv(rows: Sequence[Mapping[str, Any]]) -> str:
+    """``summary.csv``: one row per run, columns :data:`SUMMARY_COLUMNS`."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _summary_plot(rows: Sequence[Mapping[str, Any]]) -> bytes:
+    """``summary.png``: average LSD speedup per run, min-max error bars, line at 1x."""
+    averages, lows, highs = [], [], []
+    for row in rows:
+        average = row["lsd_average"]
+        averages.append(float("nan") if average is None else average)
+        lows.append(0.0 if average is None else average - row["lsd_min"])
+        highs.append(0.0 if average is None else row["lsd_max"] - average)
+    # settings name the runs; path-valued overrides (dot_checkpoint=..., roots) only clutter
+    overrides = [[item for item in row["overrides"].split() if "/" not in item.partition("=")[2]]
+                 for row in rows]
+    shared = set.intersection(*map(set, overrides)) if len(rows) > 1 else set()
+    common = os.path.commonpath([row["run"] for row in rows]) if len(rows) > 1 else ""
+    places = [textwrap.fill(os.path.relpath(row["run"], common) if common else row["run"], 24) for row in rows]
+    labels = ["\n".join(textwrap.fill(item, 24) for item in items if item not in shared) for items in overrides]
+    # a run is named by its place when its settings alone do not tell it from another run
+    labels = [place if not label else label + "\n" + place if labels.count(label) > 1 else label
+              for label, place in zip(labels, places, strict=True)]
+    figure = Figure(figsize=(max(5.0, 1.8 * len(rows) + 1.5), 4.8))
+    axes = figure.add_subplot()
+    positions = range(len(rows))
+    bars = axes.bar(positions, averages, yerr=[lows, highs], capsize=4, color="tab:blue", alpha=0.8)
+    axes.bar_label(
+        bars,
+        labels=["" if math.isnan(average) else f"{average:.2f}x" for average in averages],
+        label_type="center",
+        color="white",
+    )
+    axes.axhline(1.0, color="black", linewidth=1, linestyle="--", zorder=0.5)  # behind bars
+    axes.set_xticks(list(positions), labels, fontsize=8)
+    axes.set_ylabel("lossless speedup in LSD (average, min-max)")
+    title = "Morse vs baseline, per run"
+    axes.set_title(title + (f" ({' '.join(sorted(shared))})" if shared else ""), fontsize=10)
+    axes.grid(True, axis="y", alpha=0.3)
+    return figure_bytes(figure)
+
+
+def write_summary(
+    dirs: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str]
+) -> list[Path]:
+    """Gather every run under ``dirs`` into ``summary.md``, ``summary.csv`` and ``summary.png``.
+
+    Raises:
+        ValueError: a DIR is not a directory or holds no ``results.jsonl``, or a run cannot be
+            summarized.
+    """
+    run_dirs: list[Path] = []
+    for directory in map(Path, dirs):
+        if not directory.is_dir():
+            raise ValueError(f"{directory} is not a directory")
+        runs = find_runs(directory)
+        if not runs:
+            raise ValueError(f"no results.jsonl under {directory}")
+        run_dirs += runs
+    out = Path(out_dir)
+    rows = [_summary_row(run_dir, out) for run_dir in run_dirs]
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "summary.md", out / "summary.csv", out / "summary.png"]
+    write_atomic(paths[0], _summary_markdown(rows).encode())
+    write_atomic(paths[1], _summary_csv(rows).encode())
+    write_atomic(paths[2], _summary_plot(rows))
+    return paths
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point; returns the exit status (0 on success, 2 on a usage or data error)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m morse_exp.report",
+        description="Summarize the lossless speedup of evaluate runs (single or Hydra multirun).",
+    )
+    parser.add_argument(
+        "dirs", nargs="+", type=Path, metavar="DIR",
+        help="an evaluate run directory (with results.jsonl) or a multirun directory above runs",
+    )  # fmt: skip
+    parser.add_argument(
+        "--out", type=Path, default=None, help="where to write summary.* (default: the first DIR)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        paths = write_summary(args.dirs, args.out or args.dirs[0])
+    except (ValueError, OSError) as error:
+        print(f"{parser.prog}: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
+    for path in paths:
+        print(path)
+    return 0
