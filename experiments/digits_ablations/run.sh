@@ -6,7 +6,8 @@
 #             last of few steps at t=0)
 #   sampled:  Dot trained on jump-point states from Morse's own sampler (module.jump_states)
 #   sampled_trailing: both of the last two
-# Two waves of two jobs (WAVES="1 2"; WAVES=2 runs the second only).
+#   stride3, stride3_trailing: Dash at every 3rd step (Dot bridges two steps), leading / trailing
+# Three waves of two jobs (WAVES="1 2 3"; WAVES=3 runs the third only).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-outputs/experiments/digits_ablations}
@@ -19,14 +20,18 @@ ablation() {  # name, overrides... (module.* ones are for training only)
   python -m morse_exp.evaluate "${shared[@]}" "lsd_budgets=$BUDGETS" metric.num_samples=1000 \
     dot_checkpoint=$OUT/$name/train/dot hydra.run.dir=$OUT/$name/evaluate
 }
-for wave in ${WAVES:-1 2}; do
+for wave in ${WAVES:-1 2 3}; do
   if [ "$wave" = 1 ]; then
     ablation m1 dot.num_down=1 > $OUT.m1.log 2>&1 &
     ablation trailing +scheduler.timestep_spacing=trailing > $OUT.trailing.log 2>&1 &
-  else
+  elif [ "$wave" = 2 ]; then
     ablation sampled module.jump_states=sampled > $OUT.sampled.log 2>&1 &
     ablation sampled_trailing module.jump_states=sampled +scheduler.timestep_spacing=trailing \
       > $OUT.sampled_trailing.log 2>&1 &
+  else
+    ablation stride3 jump_stride=stride3 > $OUT.stride3.log 2>&1 &
+    ablation stride3_trailing jump_stride=stride3 +scheduler.timestep_spacing=trailing \
+      > $OUT.stride3_trailing.log 2>&1 &
   fi
   wait
 done
