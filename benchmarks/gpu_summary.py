@@ -18,14 +18,14 @@ def main(out: Path) -> str:
     lines = [
         f"# GPU check: {bench['machine']}",
         "",
-        f"Command: `bash benchmarks/gpu_check.sh` (ddpm_cifar10 architecture, random weights; "
-        f"Dot {bench['dot_config']}).",
+        (f"Command: `bash benchmarks/gpu_check.sh` (ddpm_cifar10 architecture, random weights; "
+         f"Dot {bench['dot_config']})."),
         "",
-        f"- train ({record['run_config']['trainer']['precision']}): {record['steps']} steps in "
-        f"{record['fit_seconds']:.1f} s = {record['fit_seconds'] / max(1, record['steps']):.3f} s/step "
-        f"(batch {record['run_config']['dataset']['batch_size']}, validation included)",
-        f"- evaluate's N at its start ({speed.get('precision', '32')}, batch {speed['batch_size']}): "
-        f"{speed['speed_ratio']:.2f} (Dash {speed['dash_seconds']:.4f} s, Dot {speed['dot_seconds']:.4f} s per step)",
+        (f"- train ({record['run_config']['trainer']['precision']}): {record['steps']} steps in "
+         f"{record['fit_seconds']:.1f} s = {record['fit_seconds'] / max(1, record['steps']):.3f} s/step "
+         f"(batch {record['run_config']['dataset']['batch_size']}, validation included)"),
+        (f"- evaluate's N at its start ({speed.get('precision', '32')}, batch {speed['batch_size']}): "
+         f"{speed['speed_ratio']:.2f} (Dash {speed['dash_seconds']:.4f} s, Dot {speed['dot_seconds']:.4f} s per step)"),
         "",
         "| method | LSD | steps (Dash + Dot) | samples | seconds | s per sample-step | FID (stand-in extractor) |",
         "|---|---:|---:|---:|---:|---:|---:|",
@@ -39,9 +39,9 @@ def main(out: Path) -> str:
     for batch, s in bench["dot_speed_ratio"].items():
         lines.append(f"| {batch} | {s['dash_seconds']:.4f} | {s['dot_seconds']:.4f} | {s['ratio']:.2f} |")
     memory = bench["memory"]
-    lines += ["", f"Parameters: Dash {memory['dash_parameter_bytes'] / 2**20:.1f} MiB, Dash + Dot "
-              f"{memory['dash_plus_dot_parameter_bytes'] / 2**20:.1f} MiB; peak step memory: "
-              f"{ {k: v for k, v in memory.items() if 'peak' in k} }"]
+    peaks = {k: v for k, v in memory.items() if "peak" in k}
+    lines += ["", (f"Parameters: Dash {memory['dash_parameter_bytes'] / 2**20:.1f} MiB, Dash + Dot "
+                   f"{memory['dash_plus_dot_parameter_bytes'] / 2**20:.1f} MiB; peak step memory: {peaks}")]
     return "\n".join(lines)
 
 

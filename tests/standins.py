@@ -58,11 +58,11 @@ def text_unet(cross_attention_dim: int, pooled_dim: int | None = None) -> UNet2D
 def autoencoder(kind: str, latent_channels: int) -> VQModel | AutoencoderKL:
     """A 2x-downsampling VQ or KL autoencoder on RGB images."""
     torch.manual_seed(0)
-    common = dict(
-        in_channels=3, out_channels=3, block_out_channels=(8, 8), layers_per_block=1,
-        latent_channels=latent_channels, norm_num_groups=4,
-        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-    )
+    common = {
+        "in_channels": 3, "out_channels": 3, "block_out_channels": (8, 8), "layers_per_block": 1,
+        "latent_channels": latent_channels, "norm_num_groups": 4,
+        "down_block_types": ("DownEncoderBlock2D",) * 2, "up_block_types": ("UpDecoderBlock2D",) * 2,
+    }
     if kind == "vq":
         return VQModel(**common, num_vq_embeddings=16)
     return AutoencoderKL(**common, sample_size=2 * SIZE, scaling_factor=0.5)
@@ -173,8 +173,8 @@ def clip_model(root: Path) -> Path:
 
     torch.manual_seed(0)
     text = text_encoder(32).config.to_dict()
-    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                  image_size=16, patch_size=8)
+    vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+              "num_attention_heads": 2, "image_size": 16, "patch_size": 8}
     CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).save_pretrained(root)
     processor = CLIPProcessor(
         image_processor=CLIPImageProcessor(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16}),

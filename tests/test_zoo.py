@@ -159,7 +159,7 @@ def test_text_to_image_trains_and_evaluates_end_to_end_with_guidance_and_clip_sc
         *model, *data, "trainer.max_steps=2", "trainer.val_check_interval=2", "+trainer.limit_val_batches=1",
         "dataset.batch_size=4", "logger=none"], tmp_path / "train"))
     assert "val/dot_mse" in metrics
-    summary, objects = evaluate.run(compose_config("evaluate", [
+    _, objects = evaluate.run(compose_config("evaluate", [
         "experiment=sd14_coco", *model, *data, f"dot_checkpoint={tmp_path / 'train' / 'dot'}",
         "lsd_budgets=[2,3]", "grid_budgets=[3]", "batch_size=8", "speed_ratio=3.0",
         "metric=image_folder", "metric.extractor=coco_ae", f"metric.extractors_dir={tmp_path / 'extractors'}",

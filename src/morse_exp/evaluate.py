@@ -305,7 +305,7 @@ def rank_device(device: str, local_rank: int) -> str:
 def main(cfg: DictConfig) -> Any:
     if "WORLD_SIZE" in os.environ and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        cfg.device = rank_device(cfg.device, int(os.environ.get("LOCAL_RANK", 0)))
+        cfg.device = rank_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
     return run(cfg)
 
 
