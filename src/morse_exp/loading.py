@@ -108,12 +108,9 @@ def _load_pipeline_dir(
     scheduler_config = _read_json(
         root / "scheduler" / "scheduler_config.json", DEFAULT_SCHEDULER_CONFIG
     )
-    autoencoder, scaling = None, 1.0
-    for folder in AUTOENCODER_FOLDERS:
-        if (root / folder / "config.json").is_file():
-            autoencoder = load_model(root, folder, pretrained)
-            scaling = latent_scaling(autoencoder)
-            break
+    folder = autoencoder_folder(root)
+    autoencoder = load_model(root, folder, pretrained) if folder else None
+    scaling = latent_scaling(autoencoder)
     return Dash(
         unet,
         scheduler_config,
@@ -123,6 +120,11 @@ def _load_pipeline_dir(
         prompt_encoder=_load_prompt_encoder(root, unet, autoencoder),
         source=pretrained,
     )
+
+
+def autoencoder_folder(root: Path) -> str | None:
+    """The pipeline sub-folder of ``root`` holding an autoencoder (``vqvae`` or ``vae``), if any."""
+    return next((folder for folder in AUTOENCODER_FOLDERS if (root / folder / "config.json").is_file()), None)
 
 
 def latent_scaling(autoencoder: Any) -> float:

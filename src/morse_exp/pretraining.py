@@ -27,7 +27,7 @@ from diffusers.training_utils import EMAModel
 from torch import nn
 
 from morse_exp.dash import Dash
-from morse_exp.loading import AUTOENCODER_FOLDERS, latent_scaling, load_model
+from morse_exp.loading import AUTOENCODER_FOLDERS, autoencoder_folder, latent_scaling, load_model
 
 
 class DashPretraining(L.LightningModule):
@@ -116,7 +116,7 @@ def load_autoencoder(path: str) -> nn.Module:
     names another class or the weights are unreadable.
     """
     root = Path(path).expanduser().resolve()
-    folder = next((root / f for f in AUTOENCODER_FOLDERS if (root / f / "config.json").is_file()), root)
+    folder = root / (autoencoder_folder(root) or "")
     if not (folder / "config.json").is_file():
         problem = "has no config.json, vae/ or vqvae/" if root.is_dir() else "is not a directory"
         raise FileNotFoundError(
