@@ -23,6 +23,7 @@ import torch
 from diffusers import DDIMPipeline, DDIMScheduler
 from omegaconf import DictConfig
 
+from morse_exp.atomic import write_atomic
 from morse_exp.cli import entry_point
 from morse_exp.dash import Dash
 from morse_exp.dot import Dot
@@ -114,9 +115,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     }
     path = Path(cfg.output_file)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(result, indent=2))
-    os.replace(partial, path)
+    write_atomic(path, json.dumps(result, indent=2).encode())
     print(format_table(result))
     print(f"written to {path}")
     return result, {"dash": dash, "dot": dot}

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
+from morse_exp.atomic import write_atomic
 from morse_exp.dash import Dash
 from morse_exp.dot import Dot
 
@@ -62,8 +62,8 @@ def save_dot(dot: Dot, directory: str | Path, record: dict[str, Any]) -> Path:
         "dot_config": dot.config,
     }
     weights = {name: t.contiguous().cpu() for name, t in dot.trainable_state_dict().items()}
-    _atomic(directory / WEIGHTS_NAME, lambda path: save_file(weights, path))
-    _atomic(directory / RECORD_NAME, lambda path: Path(path).write_text(json.dumps(record, indent=2, default=str)))
+    write_atomic(directory / WEIGHTS_NAME, save(weights))
+    write_atomic(directory / RECORD_NAME, json.dumps(record, indent=2, default=str).encode())
     return directory
 
 
@@ -100,9 +100,3 @@ def load_dot_weights(dot: Dot, directory: str | Path) -> dict[str, Any]:
         for name, tensor in weights.items():
             params[name].copy_(tensor)
     return record
-
-
-def _atomic(path: Path, write: Any) -> None:
-    partial = path.with_name(path.name + ".partial")
-    write(str(partial))
-    os.replace(partial, path)

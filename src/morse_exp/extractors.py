@@ -52,8 +52,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +60,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from morse_exp.atomic import staged_directory
 
 log = logging.getLogger(__name__)
 
@@ -282,31 +281,21 @@ def save_extractor(model: ExtractorNet, info: dict[str, Any], directory: str | P
     from safetensors.torch import save_file
 
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    partial = directory.with_name(directory.name + ".partial")
-    if partial.exists():
-        shutil.rmtree(partial)
-    partial.mkdir()
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(partial / WEIGHTS_FILE), metadata={"format": "pt"})
-    record = {
-        "format": FORMAT_VERSION,
-        "name": directory.name,
-        "kind": model.kind,
-        "in_channels": model.in_channels,
-        "resolution": model.resolution,
-        "feature_dim": model.feature_dim,
-        "code_dim": model.code_dim,
-        **info,
-        "sha256": file_sha256(partial / WEIGHTS_FILE),
-    }
-    (partial / INFO_FILE).write_text(json.dumps(record, indent=2, sort_keys=False) + "\n")
-    old = directory.with_name(f"{directory.name}.old-{os.getpid()}")
-    if directory.exists():
-        directory.rename(old)
-    partial.rename(directory)
-    if old.exists():
-        shutil.rmtree(old)
+    with staged_directory(directory) as partial:
+        save_file(state, str(partial / WEIGHTS_FILE), metadata={"format": "pt"})
+        record = {
+            "format": FORMAT_VERSION,
+            "name": directory.name,
+            "kind": model.kind,
+            "in_channels": model.in_channels,
+            "resolution": model.resolution,
+            "feature_dim": model.feature_dim,
+            "code_dim": model.code_dim,
+            **info,
+            "sha256": file_sha256(partial / WEIGHTS_FILE),
+        }
+        (partial / INFO_FILE).write_text(json.dumps(record, indent=2, sort_keys=False) + "\n")
     return directory
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from diffusers import DDPMScheduler, UNet2DModel
 from diffusers.training_utils import EMAModel
 from torch import nn
 
+from morse_exp.atomic import staged_directory
 from morse_exp.dash import Dash
 from morse_exp.loading import AUTOENCODER_FOLDERS, autoencoder_folder, latent_scaling, load_model
 
@@ -163,28 +163,24 @@ def save_dash_dir(
     never leaves a half-written Dash.
     """
     directory = Path(directory)
-    staging = directory.with_name(directory.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    if autoencoder is None:
-        unet.save_pretrained(staging, safe_serialization=True)
-        noise_scheduler.save_config(staging)
-    else:
-        class_name = type(autoencoder).__name__
-        folder = {cls: name for name, cls in AUTOENCODER_FOLDERS.items()}[class_name]
-        unet.save_pretrained(staging / "unet", safe_serialization=True)
-        noise_scheduler.save_pretrained(staging / "scheduler")
-        autoencoder.save_pretrained(staging / folder, safe_serialization=True)
-        index = {
-            # diffusers' LDMPipeline loads the VQ layout; it has no pipeline for a KL one
-            "_class_name": "LDMPipeline" if folder == "vqvae" else "DiffusionPipeline",
-            "_diffusers_version": diffusers.__version__,
-            "unet": ["diffusers", type(unet).__name__],
-            "scheduler": ["diffusers", type(noise_scheduler).__name__],
-            folder: ["diffusers", class_name],
-        }
-        (staging / "model_index.json").write_text(json.dumps(index, indent=2))
-    (staging / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str))
-    if directory.exists():
-        shutil.rmtree(directory)
-    staging.rename(directory)
+    with staged_directory(directory) as staging:
+        if autoencoder is None:
+            unet.save_pretrained(staging, safe_serialization=True)
+            noise_scheduler.save_config(staging)
+        else:
+            class_name = type(autoencoder).__name__
+            folder = {cls: name for name, cls in AUTOENCODER_FOLDERS.items()}[class_name]
+            unet.save_pretrained(staging / "unet", safe_serialization=True)
+            noise_scheduler.save_pretrained(staging / "scheduler")
+            autoencoder.save_pretrained(staging / folder, safe_serialization=True)
+            index = {
+                # diffusers' LDMPipeline loads the VQ layout; it has no pipeline for a KL one
+                "_class_name": "LDMPipeline" if folder == "vqvae" else "DiffusionPipeline",
+                "_diffusers_version": diffusers.__version__,
+                "unet": ["diffusers", type(unet).__name__],
+                "scheduler": ["diffusers", type(noise_scheduler).__name__],
+                folder: ["diffusers", class_name],
+            }
+            (staging / "model_index.json").write_text(json.dumps(index, indent=2))
+        (staging / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str))
     return directory

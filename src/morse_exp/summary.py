@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 from matplotlib.figure import Figure
 
+from morse_exp.atomic import write_atomic
 from morse_exp.report import (
     CONTEXT_KEYS,
     figure_bytes,
@@ -30,7 +31,6 @@ from morse_exp.report import (
     model_label,
     read_results,
     summarize,
-    write_atomic,
 )
 
 
