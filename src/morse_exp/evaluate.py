@@ -22,6 +22,7 @@ import json
 import math
 import os
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -114,9 +115,19 @@ def sample_contexts(dash: Dash, datamodule: Any, num_samples: int) -> list[Any] 
             raise ValueError(f"Dash {dash.source} is text-conditioned but dataset {datamodule.name} has "
                              "no captions: use a captioned dataset (dataset=coco)")
         captions = datamodule.captions("heldout")
-        return [captions[i % len(captions)] for i in range(num_samples)]
-    classes = int(dash.unet.config.num_class_embeds)
-    return [i % classes for i in range(num_samples)]
+        return cycled(captions, num_samples)
+    return cycled(range(int(dash.unet.config.num_class_embeds)), num_samples)
+
+
+def cycled(items: Sequence[Any], count: int) -> list[Any]:
+    """``count`` entries, entry i being ``items[i mod len(items)]``."""
+    return [items[i % len(items)] for i in range(count)]
+
+
+def check_conditioning(dash: Dash, contexts: list[Any] | None, guidance_scale: float | None) -> None:
+    """Build a first sample's conditioning now, so that a guidance scale for a Dash without
+    prompts (or contexts it cannot take) fails before any sampling."""
+    dash.condition(None if contexts is None else contexts[:1], guided=guidance_scale is not None)
 
 
 def resolve_speed_ratio(
@@ -189,8 +200,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         clip_score.check()
     dash = hydra.utils.instantiate(cfg.model).to(cfg.device)
     contexts = sample_contexts(dash, datamodule, metric.num_samples)
-    # the conditioning of a first sample, built now: a guidance scale without prompts fails here
-    dash.condition(None if contexts is None else contexts[:1], guided=cfg.guidance_scale is not None)
+    check_conditioning(dash, contexts, cfg.guidance_scale)
     if clip_score is not None and dash.conditioning != "text":
         raise ValueError(f"clip_score is set but Dash {dash.source} is not text-conditioned: "
                          "drop it with ~clip_score")

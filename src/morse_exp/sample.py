@@ -9,8 +9,8 @@ sample i of the evaluate point with the same settings. Writes into the Hydra run
 
 from __future__ import annotations
 
+import io
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +19,16 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
+from morse_exp.atomic import write_atomic
 from morse_exp.checkpoints import load_dot_weights
 from morse_exp.cli import entry_point
 from morse_exp.dash import Dash
 from morse_exp.evaluate import (
     check_budgets,
+    check_conditioning,
     check_dot_record,
     check_methods,
+    cycled,
     resolve_speed_ratio,
     sample_contexts,
     schedule_for,
@@ -38,8 +41,7 @@ from morse_exp.metrics import to_uint8
 def prompt_contexts(cfg: DictConfig, dash: Dash) -> list[Any] | None:
     """Context of sample i: ``prompts[i]`` (cycled) when given, else as evaluate draws it."""
     if cfg.prompts and dash.conditioning == "text":
-        prompts = list(cfg.prompts)
-        return [prompts[i % len(prompts)] for i in range(cfg.num_samples)]
+        return cycled(list(cfg.prompts), cfg.num_samples)
     if dash.conditioning is None:
         return None
     datamodule = hydra.utils.instantiate(cfg.dataset)
@@ -60,7 +62,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     if dot_record:
         load_dot_weights(dot, cfg.dot_checkpoint)
     contexts = prompt_contexts(cfg, dash)
-    dash.condition(None if contexts is None else contexts[:1], guided=cfg.guidance_scale is not None)
+    check_conditioning(dash, contexts, cfg.guidance_scale)
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     speed_ratio = None if method == "baseline" else resolve_speed_ratio(cfg, dash, dot, out_dir, contexts)
@@ -73,7 +75,9 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         guidance_scale=cfg.guidance_scale,
     )
     pixels = to_uint8(generated.images).permute(0, 2, 3, 1).numpy()  # (N, H, W, C)
-    _save_npz(out_dir / "samples.npz", pixels)
+    npz = io.BytesIO()
+    np.savez_compressed(npz, pixels)  # arr_0
+    write_atomic(out_dir / "samples.npz", npz.getvalue())
     save_grid(generated.images[:64], out_dir / "grid.png", nrow=8)
     if cfg.save_pngs:
         (out_dir / "images").mkdir(exist_ok=True)
@@ -94,13 +98,6 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     print(f"{cfg.num_samples} samples of {method} at {budget:g} LSD (n={schedule.num_steps}, "
           f"{generated.seconds:.1f} s) in {out_dir}")
     return summary, {"images": generated.images, "dash": dash, "dot": dot}
-
-
-def _save_npz(path: Path, pixels: np.ndarray) -> None:
-    """``arr_0`` = pixels, written beside ``path`` and moved into place when complete."""
-    partial = path.with_name(path.stem + ".partial.npz")
-    np.savez_compressed(partial, pixels)
-    os.replace(partial, path)
 
 
 @entry_point("sample")
