@@ -18,19 +18,24 @@ REPO = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO / "conf"
 
 
-def tiny_unet(sample_size: int = 8, channels: int = 1, seed: int = 0) -> UNet2DModel:
-    """A 2-level UNet2DModel (widths 8, 16; attention at level 2) with random weights."""
+def tiny_unet(
+    sample_size: int = 8, channels: int = 1, seed: int = 0, widths: tuple[int, int] = (8, 16),
+    num_class_embeds: int | None = None,
+) -> UNet2DModel:
+    """A 2-level UNet2DModel (attention at level 2) with random weights; class-conditional
+    with ``num_class_embeds``."""
     torch.manual_seed(seed)
     return UNet2DModel(
         sample_size=sample_size,
         in_channels=channels,
         out_channels=channels,
-        block_out_channels=(8, 16),
+        block_out_channels=widths,
         layers_per_block=1,
         down_block_types=("DownBlock2D", "AttnDownBlock2D"),
         up_block_types=("AttnUpBlock2D", "UpBlock2D"),
         norm_num_groups=4,
         attention_head_dim=4,
+        num_class_embeds=num_class_embeds,
     ).eval()
 
 

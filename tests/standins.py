@@ -24,6 +24,7 @@ from diffusers import (
     UNet2DModel,
     VQModel,
 )
+from helpers import tiny_unet
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 SIZE = 8  # sample size (pixels, or latents of a 2x autoencoder)
@@ -31,13 +32,8 @@ TEXT_LENGTH = 16  # tokenizer max length
 
 
 def pixel_unet(channels: int = 3, num_class_embeds: int | None = None) -> UNet2DModel:
-    torch.manual_seed(0)
-    return UNet2DModel(
-        sample_size=SIZE, in_channels=channels, out_channels=channels, block_out_channels=(32, 64),
-        layers_per_block=1, down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-        up_block_types=("AttnUpBlock2D", "UpBlock2D"), norm_num_groups=8, attention_head_dim=8,
-        num_class_embeds=num_class_embeds,
-    )
+    """:func:`helpers.tiny_unet` at 32/64 channels (room for the 32 norm groups of the large Dots)."""
+    return tiny_unet(SIZE, channels, widths=(32, 64), num_class_embeds=num_class_embeds)
 
 
 def text_unet(cross_attention_dim: int, pooled_dim: int | None = None) -> UNet2DConditionModel:

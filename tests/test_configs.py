@@ -13,8 +13,7 @@ from typing import Any
 
 import hydra
 import pytest
-import torch
-from diffusers import DDPMScheduler, UNet2DModel
+from diffusers import DDPMScheduler
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
@@ -23,7 +22,7 @@ from morse_exp.dash import Dash
 from morse_exp.module import MorseModule
 from morse_exp.schedule import JumpPattern
 from morse_exp.train import run
-from helpers import save_tiny_dash
+from helpers import save_tiny_dash, tiny_unet
 from test_train import compose_train
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -42,13 +41,7 @@ def select(group: str, name: str) -> str:
 def tiny_dash_for(image_shape: tuple[int, int, int], widths: tuple[int, int] = (8, 16)) -> Dash:
     """A random 2-level UNet Dash for samples of ``image_shape`` (stands in for real weights)."""
     channels, size, _ = image_shape
-    torch.manual_seed(0)
-    unet = UNet2DModel(
-        sample_size=size, in_channels=channels, out_channels=channels, block_out_channels=widths,
-        layers_per_block=1, down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-        up_block_types=("AttnUpBlock2D", "UpBlock2D"), norm_num_groups=4, attention_head_dim=4,
-    ).eval()
-    return Dash(unet, dict(DDPMScheduler().config))
+    return Dash(tiny_unet(size, channels, widths=widths), dict(DDPMScheduler().config))
 
 
 def build_without_weights(cfg: DictConfig) -> dict[str, Any]:
