@@ -125,3 +125,26 @@ def test_the_latent_architecture_follows_the_latent_shape(tmp_path):
                                       "architecture.sample_size=16"], tmp_path)
     unet = hydra.utils.instantiate(cfg.architecture)
     assert (unet.config.in_channels, unet.config.out_channels, unet.config.sample_size) == (3, 3, 16)
+
+
+def test_pretrain_resumes_from_its_last_checkpoint_and_keeps_the_metrics_rows(tmp_path):
+    """A stopped pretraining resumes with ckpt_path=last; metrics.csv keeps the earlier rows."""
+    common = [*TINY, "architecture.block_out_channels=[8,16]", "logger=csv", "trainer.log_every_n_steps=1",
+              "checkpoint.every_n_train_steps=2", "+trainer.limit_train_batches=4"]
+    pretrain.run(compose_config("pretrain", [*common, "trainer.max_steps=4"], tmp_path))
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    rows_before = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()
+    _, objects = pretrain.run(compose_config("pretrain", [*common, "trainer.max_steps=6", "ckpt_path=last"], tmp_path))
+    assert objects["trainer"].global_step == 6
+    rows_after = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()
+    assert rows_after[: len(rows_before)] == rows_before and len(rows_after) == len(rows_before) + 2
+    assert json.loads((tmp_path / "dash" / "provenance.json").read_text())["steps"] == 6
+
+
+def test_emoji32_architecture_fits_the_emoji32_dataset_inside_a_dot(tmp_path):
+    """The shipped 32 px architecture takes the emoji images, and Dot (m = 2) runs its body at 8x8."""
+    cfg = compose_config("pretrain", ["dataset=emoji32", "architecture=unet_emoji32"], tmp_path)
+    unet = hydra.utils.instantiate(cfg.architecture)
+    datamodule = hydra.utils.instantiate(cfg.dataset)
+    assert (unet.config.in_channels, unet.config.sample_size, unet.config.sample_size) == datamodule.image_shape
+    assert len(unet.config.block_out_channels) == 3 and sum(p.numel() for p in unet.parameters()) > 2_000_000

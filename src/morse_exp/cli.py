@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
@@ -55,3 +56,14 @@ def instantiate_logger(cfg: DictConfig) -> Any:
     if not cfg.get("logger"):
         return False
     return hydra.utils.instantiate(cfg.logger)
+
+
+def resolve_ckpt_path(ckpt_path: str | None, checkpoint_dir: str) -> str | None:
+    """``last`` -> the run's last.ckpt (which must exist); other values pass through checked."""
+    if ckpt_path is None:
+        return None
+    path = Path(checkpoint_dir) / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
+    if not path.is_file():
+        hint = " (resume in the same run directory: hydra.run.dir=<old run dir> ckpt_path=last)"
+        raise FileNotFoundError(f"ckpt_path={ckpt_path}: no checkpoint at {path}{hint}")
+    return str(path)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,71 @@ class DigitsDataModule(ImageDataModule):
             torch.from_numpy(images[index]).unsqueeze(1),
             torch.from_numpy(digits.target[index].astype(np.int64)),
         )
+
+
+class NpzImagesDataModule(ImageDataModule):
+    """Images shipped as one npz (``images``: (N, H, W, C) uint8), split train / held-out.
+
+    Items are ``(image (C, H, W) in [-1, 1], -1)`` (no labels). The embedded 32 px task
+    (``dataset=emoji32``) is such a file, written by ``python -m morse_exp.emoji32``.
+
+    Args:
+        path: the npz file.
+        build_command: the command that (re)builds the file, named when it is missing or unreadable.
+        heldout_fraction: share of the images in the held-out split.
+        split_seed: seed of the fixed split.
+        name: the dataset's name in results and extractor names.
+        image_shape: (C, H, W) the file must hold; checked when the file is read.
+    """
+
+    has_labels = False
+
+    def __init__(
+        self,
+        path: str,
+        image_shape: Sequence[int],
+        build_command: str,
+        name: str = "images",
+        heldout_fraction: float = 0.1,
+        split_seed: int = 0,
+        batch_size: int = 128,
+        num_workers: int = 0,
+        shuffle_seed: int = 0,
+    ) -> None:
+        super().__init__(batch_size, num_workers, shuffle_seed)
+        _check_heldout_fraction(heldout_fraction)
+        self.path = Path(path)
+        self.image_shape = tuple(int(v) for v in image_shape)  # type: ignore[assignment]
+        self.build_command = build_command
+        self.name = name
+        self.heldout_fraction = heldout_fraction
+        self.split_seed = split_seed
+
+    def all_images(self) -> np.ndarray:
+        """Every image of the file, (N, H, W, C) uint8; one-line errors naming the build command."""
+        if not self.path.is_file():
+            raise DatasetNotFoundError(f"{self.path} does not exist: build it with {self.build_command}")
+        try:
+            with np.load(self.path, allow_pickle=False) as archive:
+                images = archive["images"]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+            raise DatasetNotFoundError(
+                f"{self.path} is not a readable images npz ({type(error).__name__}): rebuild it with "
+                f"{self.build_command}"
+            ) from error
+        channels, height, width = self.image_shape
+        if images.dtype != np.uint8 or images.shape[1:] != (height, width, channels) or len(images) < 2:
+            raise DatasetNotFoundError(
+                f"{self.path} holds {images.dtype} images of shape {images.shape}, not at least 2 uint8 "
+                f"images of shape (N, {height}, {width}, {channels}): rebuild it with {self.build_command}"
+            )
+        return images
+
+    def load_split(self, split: str) -> Dataset:
+        images = self.all_images()
+        index = _fraction_split(len(images), self.heldout_fraction, self.split_seed, split)
+        chosen = torch.from_numpy(images[index]).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        return TensorDataset(chosen, torch.full((len(index),), -1, dtype=torch.int64))
 
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")

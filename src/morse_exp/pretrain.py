@@ -1,7 +1,9 @@
 """Train a Dash from scratch: ``python -m morse_exp.pretrain [dataset=... architecture=...]``.
 
 Writes ``<run dir>/dash/`` (safetensors, config, scheduler config, provenance.json) and a
-grid of its samples (``samples.png``, DDIM 50 steps).
+grid of its samples (``samples.png``, DDIM 50 steps). Lightning checkpoints (weights, EMA,
+optimiser) go to ``<run dir>/checkpoints/`` every ``checkpoint.every_n_train_steps`` steps;
+resume a stopped run with ``hydra.run.dir=<its run dir> ckpt_path=last``.
 
 With ``autoencoder=/path/to/autoencoder`` (a diffusers AutoencoderKL or VQModel directory,
 or a pipeline directory with vae/ or vqvae/) it trains a latent Dash on the autoencoder's
@@ -19,7 +21,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from morse_exp.cli import entry_point, instantiate_logger
+from morse_exp.cli import entry_point, instantiate_logger, resolve_ckpt_path
 from morse_exp.images import save_grid
 from morse_exp.pretraining import check_sample_shape, load_autoencoder, save_dash_dir
 from morse_exp.sampler import sample
@@ -31,6 +33,7 @@ from morse_exp.seeding import sample_generators
 def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Train, save the EMA Dash atomically, draw a sample grid; returns (metrics, objects)."""
     L.seed_everything(cfg.seed, workers=True)
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.checkpoint.dirpath)
     datamodule = hydra.utils.instantiate(cfg.dataset)
     datamodule.check_available()
     autoencoder = load_autoencoder(cfg.autoencoder) if cfg.get("autoencoder") else None
@@ -40,8 +43,10 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         unet=unet, noise_scheduler=noise_scheduler, autoencoder=autoencoder
     )
     check_sample_shape(module.dash, datamodule.image_shape)
-    trainer = hydra.utils.instantiate(cfg.trainer, logger=instantiate_logger(cfg))
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer = hydra.utils.instantiate(
+        cfg.trainer, logger=instantiate_logger(cfg), callbacks=[hydra.utils.instantiate(cfg.checkpoint)]
+    )
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if not trainer.is_global_zero:
         return metrics, {}

@@ -1,4 +1,5 @@
-"""Weights & Biases logging that works on machines without a W&B account (CI, clusters).
+"""Loggers: a CSV logger that survives resuming (:class:`ResumableCSVLogger`), and Weights &
+Biases logging that works on machines without a W&B account (CI, clusters).
 
 ``logger=wandb`` builds :func:`wandb_logger`. With ``logger.offline=null`` (the default) the
 run is *offline* unless the user has configured W&B, i.e. one of
@@ -16,13 +17,16 @@ run without credentials fails at once with a one-line ``ValueError``.
 
 from __future__ import annotations
 
+import csv
 import netrc
 import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from lightning.pytorch.loggers import WandbLogger
+from lightning.fabric.loggers.logger import rank_zero_experiment
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 DEFAULT_HOST = "https://api.wandb.ai"
 
@@ -92,3 +96,28 @@ def has_credentials() -> bool:
     except (FileNotFoundError, netrc.NetrcParseError, OSError):
         return False
     return bool(entry and entry[2])
+
+
+class _AppendingWriter(ExperimentWriter):
+    """Lightning's CSV writer, but an existing ``metrics.csv`` is continued, not deleted.
+
+    Lightning deletes the file when a logger opens a non-empty directory, so resuming a run
+    in its own directory (``ckpt_path=last``) used to lose every earlier row.
+    """
+
+    def _check_log_dir_exists(self) -> None:
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+                self.metrics_keys = sorted(next(csv.reader(file), []))
+
+
+class ResumableCSVLogger(CSVLogger):
+    """``logger=csv``: Lightning's CSVLogger whose resumed runs append to ``metrics.csv``."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment

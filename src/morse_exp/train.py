@@ -17,7 +17,7 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 from morse_exp.checkpoints import save_dot
-from morse_exp.cli import entry_point, instantiate_logger
+from morse_exp.cli import entry_point, instantiate_logger, resolve_ckpt_path
 
 
 def build(cfg: DictConfig) -> dict[str, Any]:
@@ -35,17 +35,6 @@ def build(cfg: DictConfig) -> dict[str, Any]:
         run_config=OmegaConf.to_container(cfg, resolve=True),
     )
     return {"datamodule": datamodule, "dash": dash, "dot": dot, "module": module}
-
-
-def resolve_ckpt_path(ckpt_path: str | None, checkpoint_dir: str) -> str | None:
-    """``last`` -> the run's last.ckpt (which must exist); other values pass through checked."""
-    if ckpt_path is None:
-        return None
-    path = Path(checkpoint_dir) / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
-    if not path.is_file():
-        hint = " (resume in the same run directory: hydra.run.dir=<old run dir> ckpt_path=last)"
-        raise FileNotFoundError(f"ckpt_path={ckpt_path}: no checkpoint at {path}{hint}")
-    return str(path)
 
 
 def run(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:

@@ -1,0 +1,66 @@
+"""The embedded 32 px task: the shipped emoji npz, its data module and its build script."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+import numpy as np
+import pytest
+
+from morse_exp.data import DatasetNotFoundError, NpzImagesDataModule
+from morse_exp.emoji32 import DEFAULT_FONT, SHIPPED, build
+
+from helpers import compose_config
+
+BUILD = "python -m morse_exp.emoji32"
+
+
+def emoji32(tmp_path):
+    return hydra.utils.instantiate(compose_config("train", ["dataset=emoji32"], tmp_path).dataset)
+
+
+def test_shipped_set_loads_offline_with_its_shape_count_and_range(tmp_path):
+    data = emoji32(tmp_path)
+    train, heldout = data.split("train"), data.split("heldout")
+    assert len(train) + len(heldout) == 3916 and len(heldout) == round(3916 * 0.1)
+    images = train.tensors[0]
+    assert tuple(images.shape[1:]) == data.image_shape == (3, 32, 32)
+    assert images.min() == -1.0 and images.max() == 1.0
+    with np.load(SHIPPED) as archive:
+        raw = archive["images"]
+    # every image is distinct, and the set is not blank: most pixels are not the white background
+    assert len({image.tobytes() for image in raw}) == len(raw)
+    assert (raw < 250).any(axis=-1).mean() > 0.3
+
+
+def test_missing_file_names_the_build_command(tmp_path):
+    data = NpzImagesDataModule(str(tmp_path / "absent.npz"), [3, 32, 32], BUILD)
+    with pytest.raises(DatasetNotFoundError, match="does not exist: build it with python -m morse_exp.emoji32"):
+        data.check_available()
+
+
+@pytest.mark.parametrize("content", [b"not a zip at all", b"PK\x03\x04truncated"])
+def test_corrupted_file_names_the_build_command(tmp_path, content):
+    path = tmp_path / "bad.npz"
+    path.write_bytes(content)
+    with pytest.raises(DatasetNotFoundError, match="rebuild it with python -m morse_exp.emoji32") as error:
+        NpzImagesDataModule(str(path), [3, 32, 32], BUILD).check_available()
+    assert "\n" not in str(error.value)
+
+
+def test_wrong_image_shape_is_refused(tmp_path):
+    path = tmp_path / "gray.npz"
+    np.savez(path, images=np.zeros((4, 32, 32, 1), dtype=np.uint8))
+    with pytest.raises(DatasetNotFoundError, match=r"not at least 2 uint8 images of shape \(N, 32, 32, 3\)"):
+        NpzImagesDataModule(str(path), [3, 32, 32], BUILD).check_available()
+
+
+def test_build_is_reproducible_and_matches_the_shipped_file(tmp_path):
+    if not Path(DEFAULT_FONT).is_file():
+        pytest.skip("fonts-noto-color-emoji is not installed (apt-get install fonts-noto-color-emoji)")
+    read, written = build(DEFAULT_FONT, tmp_path / "a.npz")
+    build(DEFAULT_FONT, tmp_path / "b.npz")
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
+    assert (tmp_path / "a.npz").read_bytes() == SHIPPED.read_bytes()
+    assert written <= read and written == 3916
