@@ -45,7 +45,7 @@ def test_trainable_parameters_are_exactly_lora_and_new_blocks(dash):
     lora = [n for n in names if ".lora_" in n]
     new = [n for n in names if not n.startswith("dash.")]
     assert lora and new and sorted(lora + new) == sorted(names)
-    assert all(n.split(".")[0] in {"time_proj", "time_embed", "down", "up", "head"} for n in new)
+    assert all(n.split(".")[0] in {"time_proj", "time_embed", "stem", "down", "up", "head"} for n in new)
     frozen = [n for n, p in dot.named_parameters() if n.startswith("dash.") and ".lora_" not in n]
     assert frozen and not any(dict(dot.named_parameters())[n].requires_grad for n in frozen)
 
@@ -93,3 +93,29 @@ def test_num_down_too_large_for_the_sample_size_is_refused(dash, num_down):
 def test_lora_targets_matching_nothing_are_refused(dash):
     with pytest.raises(ValueError, match=r"dot.lora_targets=\[.no_such_layer.\].*not found"):
         Dot(dash, num_down=1, width=8, lora_rank=2, norm_groups=4, lora_targets=["no_such_layer"])
+
+
+@pytest.mark.parametrize("num_down", [1, 2])
+def test_up_path_mirrors_the_down_path_with_a_time_conditioned_block_at_full_resolution(
+    training_config, make_unet, num_down
+):
+    """m up blocks, each a ResNet block that sees the time embedding; the last runs at H x W."""
+    dash = Dash(make_unet(seed=0, sample_size=16) if num_down == 2 else make_unet(seed=0), training_config)
+    dot = Dot(dash, num_down=num_down, width=8, lora_rank=2, norm_groups=4)
+    assert len(dot.up) == len(dot.down) == num_down
+    size = dash.sample_shape[-1]
+    resolutions = []
+    hooks = [block.block.register_forward_hook(lambda _m, _i, out: resolutions.append(out.shape[-1]))
+             for block in dot.up]
+    x_ts, x_ti, z_ts = (torch.randn(2, 1, size, size) for _ in range(3))
+    with torch.no_grad():
+        residual = dot(x_ts, x_ti, z_ts, torch.tensor(600), torch.tensor(500))
+        assert torch.equal(residual, torch.zeros_like(residual))  # untrained: exactly reuse
+        torch.nn.init.normal_(dot.head.out.weight)
+        early = dot(x_ts, x_ti, z_ts, torch.tensor(600), torch.tensor(500))
+        late = dot(x_ts, x_ti, z_ts, torch.tensor(600), torch.tensor(100))
+    for hook in hooks:
+        hook.remove()
+    assert resolutions[:num_down] == [size // 2 ** (num_down - 1 - j) for j in range(num_down)]
+    assert all(block.block.time_emb_proj is not None for block in dot.up)  # time-conditioned
+    assert not torch.allclose(early, late)

@@ -8,7 +8,7 @@ import torch
 from diffusers import DDIMPipeline, DDIMScheduler, DDPMPipeline, DDPMScheduler, DPMSolverMultistepScheduler
 from diffusers.utils.torch_utils import randn_tensor
 
-from morse_exp.dot import Dot
+from morse_exp.dot import Dot, OracleDot
 from morse_exp.sampler import sample
 from morse_exp.schedule import DashSchedule
 from morse_exp.schedulers import SCHEDULERS, make_scheduler
@@ -75,17 +75,6 @@ def test_untrained_dot_equals_reuse_loop(dash, training_config, name):
     expected = _reuse_loop(dash, make_scheduler(name, training_config), STEPS, 3, sample_generators(1, range(3)))
     assert torch.equal(ours, expected)
     assert (stats.dash_calls, stats.dot_calls) == (3, 5)
-
-
-class OracleDot(torch.nn.Module):
-    """Returns the exact residual Dash(x_ti, t_i) - z_ts."""
-
-    def __init__(self, dash):
-        super().__init__()
-        self.dash = dash
-
-    def forward(self, x_ts, x_ti, z_ts, t_s, t_i, cond=None):
-        return self.dash(x_ti, t_i, cond) - z_ts
 
 
 @pytest.mark.parametrize("name", list(SCHEDULERS))

@@ -1,12 +1,19 @@
 """Dot: the cheap residual model, built from Dash's own weights.
 
-Layout (m = ``num_down``, C = Dash's sample channels, C0 = Dash's first block width)::
+Layout (m = ``num_down``, C = Dash's sample channels, C0 = Dash's first block width, w = ``width``)::
 
     [x_ti, x_ts, z_ts]  (B, 3C, H, W)
-        └─ m blocks: stride-2 conv + ResNet block      -> (B, C0, H/2^m, W/2^m)
-              └─ Dash's own UNet body (shared tensors, LoRA on, conv_in/conv_out bypassed)
-        ┌─ m blocks: 2x upsample + skip + ResNet block  <- (B, C0, H/2^m, W/2^m)
-    zero-initialised head on [features, full-resolution input]  -> residual (B, C, H, W)
+        └─ stem: 3x3 conv                                  -> (B, w, H, W)        skip 0
+              └─ m blocks: stride-2 conv + ResNet block    -> ... (B, C0, H/2^m, W/2^m)  skips 1..m-1
+                    └─ Dash's own UNet body (shared tensors, LoRA on, conv_in/conv_out bypassed)
+        ┌─ m blocks: 2x upsample + skip + ResNet block     <- (B, C0, H/2^m, W/2^m)
+    the last up block at full resolution, then GroupNorm, SiLU, zero-initialised 3x3 conv
+                                                           -> residual (B, C, H, W)
+
+The up path mirrors the down path: every up block is a time-conditioned ResNet block, so the
+residual's fine structure (finer than the body's resolution) is modelled non-linearly at the
+resolution where it lives. The zero-initialised output conv makes an untrained Dot return
+exactly 0: Morse with it is "reuse the last Dash estimate".
 
 Dash's body runs on 4^m times fewer pixels. Its parameter tensors are the very ones Dash
 uses: LoRA adapters (peft) are injected into them and are active only inside ``Dot.forward``;
@@ -84,17 +91,17 @@ class Dot(nn.Module):
         self.time_embed = TimestepEmbedding(2 * width, time_dim)
 
         widths = [width] * (num_down - 1) + [body_width]
+        self.stem = nn.Conv2d(3 * channels, width, 3, padding=1)
         self.down = nn.ModuleList()
-        in_ch = 3 * channels
+        in_ch = width
         for out_ch in widths:
             self.down.append(_DownBlock(in_ch, out_ch, time_dim, norm_groups))
             in_ch = out_ch
         self.up = nn.ModuleList()
-        skip_widths = [3 * channels] + widths[:-1]
-        for skip_ch in reversed(skip_widths[1:]):
+        for skip_ch in reversed([width, *widths[:-1]]):  # skip widths, coarsest first
             self.up.append(_UpBlock(in_ch, skip_ch, width, time_dim, norm_groups))
             in_ch = width
-        self.head = _Head(in_ch, 3 * channels, channels)
+        self.head = _Head(width, channels, norm_groups)
 
         self.lora_layers: list[BaseTunerLayer] = []
         if lora_rank > 0:
@@ -144,15 +151,15 @@ class Dot(nn.Module):
         t_s, t_i = _timestep_batch(t_s, x_ti), _timestep_batch(t_i, x_ti)
         time = torch.cat([self.time_proj(t_i), self.time_proj(t_s - t_i)], dim=1)
         emb = self.time_embed(time.to(x_ti.dtype))
-        inputs = torch.cat([x_ti, x_ts, z_ts], dim=1)
-        skips, h = [], inputs
+        h = self.stem(torch.cat([x_ti, x_ts, z_ts], dim=1))
+        skips = []
         for block in self.down:
             skips.append(h)
             h = block(h, emb)
         h = self._body(h, t_i, cond)
         for block in self.up:
             h = block(h, skips.pop(), emb)
-        return self.head(h, skips.pop())
+        return self.head(h)
 
     def _body(self, features: Tensor, t_i: Tensor, cond: dict[str, Any] | None) -> Tensor:
         """Dash's UNet with LoRA on, entered after conv_in and left before conv_out."""
@@ -170,6 +177,25 @@ class Dot(nn.Module):
             enter.remove()
             leave.remove()
         return captured[0]
+
+
+class OracleDot(nn.Module):
+    """A diagnostic Dot that returns the exact residual ``Dash(x_ti, t_i) - z_ts``.
+
+    Morse with it reproduces every-step Dash (up to rounding) while its Dot steps are charged
+    1/N LSD: the ceiling of a jump pattern, the speedup a perfect Dot would reach. Its
+    wall-clock time is Dash's, so only its LSD cost means anything.
+    """
+
+    def __init__(self, dash: Dash) -> None:
+        super().__init__()
+        self.dash = dash
+
+    def forward(
+        self, x_ts: Tensor, x_ti: Tensor, z_ts: Tensor, t_s: Tensor | float, t_i: Tensor | float,
+        cond: dict[str, Any] | None = None,
+    ) -> Tensor:
+        return self.dash(x_ti, t_i, cond) - z_ts
 
 
 @contextmanager
@@ -218,15 +244,15 @@ class _UpBlock(nn.Module):
 
 
 class _Head(nn.Module):
-    """Full-resolution output: upsample features, join the raw input, zero-initialised conv."""
+    """Full-resolution features -> residual: GroupNorm, SiLU, zero-initialised 3x3 conv."""
 
-    def __init__(self, in_ch: int, skip_ch: int, out_ch: int) -> None:
+    def __init__(self, in_ch: int, out_ch: int, groups: int) -> None:
         super().__init__()
-        self.upsample = nn.Upsample(scale_factor=2, mode="nearest")
+        self.norm = nn.GroupNorm(groups, in_ch)
         self.act = nn.SiLU()
-        self.out = nn.Conv2d(in_ch + skip_ch, out_ch, 3, padding=1)
+        self.out = nn.Conv2d(in_ch, out_ch, 3, padding=1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, h: Tensor, skip: Tensor) -> Tensor:
-        return self.out(torch.cat([self.act(self.upsample(h)), skip], dim=1))
+    def forward(self, h: Tensor) -> Tensor:
+        return self.out(self.act(self.norm(h)))
