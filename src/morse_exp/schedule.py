@@ -17,6 +17,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 
+ENDS = ("dot", "dash")
+
+
+def check_end(end: str) -> None:
+    if end not in ENDS:
+        raise ValueError(f"jump_stride.end={end!r} is invalid: use one of {', '.join(ENDS)}")
+
+
 def check_stride(stride: object) -> None:
     """One-line ValueError unless ``stride`` is an integer >= 1."""
     if not isinstance(stride, int) or isinstance(stride, bool) or stride < 1:
@@ -68,6 +76,23 @@ class DashSchedule:
         """Dash at the explicitly listed step positions."""
         return cls(num_steps, tuple(int(p) for p in pattern))
 
+    @classmethod
+    def spread(cls, num_steps: int, dash_calls: int, end: str = "dot") -> DashSchedule:
+        """``dash_calls`` Dash steps spread evenly over ``num_steps`` steps.
+
+        ``end="dot"``: Dash at floor(j n / d), j = 0..d-1, so the run ends on Dot steps;
+        ``end="dash"``: Dash at round(j (n - 1) / (d - 1)), so the last step is a Dash step.
+        """
+        check_end(end)
+        if not 1 <= dash_calls <= num_steps:
+            raise ValueError(f"dash_calls={dash_calls} is invalid for {num_steps} steps: use 1..{num_steps}")
+        if end == "dash" and dash_calls > 1:
+            last = num_steps - 1
+            positions = (round(j * last / (dash_calls - 1)) for j in range(dash_calls))
+        else:
+            positions = (j * num_steps // dash_calls for j in range(dash_calls))
+        return cls(num_steps, tuple(positions))
+
     @property
     def dash_calls(self) -> int:
         return len(self.dash_steps)
@@ -85,6 +110,13 @@ class DashSchedule:
             raise ValueError(f"speed_ratio={speed_ratio} is invalid: it must be > 0")
         return self.dash_calls + self.dot_calls / speed_ratio
 
+    @property
+    def max_gap(self) -> int:
+        """The largest gap K: one Dash step and the K - 1 Dot steps that build on it (the last
+        Dash step's run to the end of sampling included). 1 for the every-step baseline."""
+        ends = (*self.dash_steps[1:], self.num_steps)
+        return max(b - a for a, b in zip(self.dash_steps, ends, strict=True))
+
     def jump_point(self, position: int) -> int:
         """The last Dash step at or before ``position`` (s(i) in the paper)."""
         return max(p for p in self.dash_steps if p <= position)
@@ -92,27 +124,50 @@ class DashSchedule:
 
 @dataclass(frozen=True)
 class JumpPattern:
-    """How Dash steps are placed: every ``stride``-th step, or an explicit position list.
+    """How Dash steps are placed, in one of three ways.
 
-    ``positions`` (if given) are fixed step indices and only make sense for one step count;
-    ``stride`` scales to any step count.
+    - ``stride``: Dash at every ``stride``-th step from step 0 (scales to any step count).
+    - ``positions``: fixed step indices (only make sense for one step count).
+    - ``dot_share`` (q, the paper's k/B): a budget of B LSD spends (1 - q) B on Dash steps
+      and q B on Dot steps, i.e. d = floor((1 - q) B + 1/2) Dash steps and floor((B - d) N) Dot
+      steps, about N q / (1 - q) Dot steps per Dash step (N at q = 1/2, the paper's
+      "k = B/2"), spread evenly; ``end`` says whether sampling ends on Dot steps ("dot") or
+      on a Dash step ("dash"). Such a pattern exists only for a budget and an N
+      (:meth:`fit_budget`), not for a bare step count.
     """
 
     stride: int = 1
     positions: tuple[int, ...] | None = None
+    dot_share: float | None = None
+    end: str = "dot"
 
     def __post_init__(self) -> None:
         check_stride(self.stride)
+        check_end(self.end)
+        if self.dot_share is not None and not (
+            isinstance(self.dot_share, (int, float)) and 0 < self.dot_share < 1
+        ):
+            raise ValueError(
+                f"jump_stride.dot_share={self.dot_share!r} is invalid: use a share of the budget in (0, 1) "
+                "(0.5: the paper's k = B/2)"
+            )
 
     @property
-    def max_gap(self) -> int:
-        """The largest number of steps between consecutive Dash steps (K)."""
+    def max_gap(self) -> int | None:
+        """The largest number of steps between consecutive Dash steps (K); None for a
+        ``dot_share`` pattern, whose gaps follow from the budget and N."""
+        if self.dot_share is not None:
+            return None
         if self.positions is None:
             return self.stride
         gaps = [b - a for a, b in zip(self.positions, self.positions[1:], strict=False)]
         return max(gaps, default=1)
 
     def schedule(self, num_steps: int) -> DashSchedule:
+        if self.dot_share is not None:
+            raise ValueError(
+                "a dot_share pattern has no schedule for a bare step count: use fit_budget(budget, N)"
+            )
         if self.positions is not None:
             return DashSchedule.from_pattern(num_steps, self.positions)
         return DashSchedule.from_stride(num_steps, self.stride)
@@ -121,12 +176,17 @@ class JumpPattern:
         """The schedule with the most steps whose cost fits ``lsd_budget``.
 
         Raises:
-            ValueError: if the budget is below 1 LSD (not even one Dash step fits).
+            ValueError: if the budget is below 1 LSD (not even one Dash step fits), above
+                :data:`MAX_LSD_BUDGET`, or (``dot_share``) too small for one Dash and one Dot step.
         """
-        if not math.isfinite(lsd_budget) or lsd_budget < 1:
+        if not math.isfinite(lsd_budget) or not 1 <= lsd_budget <= MAX_LSD_BUDGET:
             raise ValueError(
-                f"LSD budget {lsd_budget} is invalid: it must be >= 1 (one Dash step)"
+                f"LSD budget {lsd_budget} is invalid: it must lie in [1, {MAX_LSD_BUDGET}] (1 = one Dash step)"
             )
+        if speed_ratio <= 0:
+            raise ValueError(f"speed_ratio={speed_ratio} is invalid: it must be > 0")
+        if self.dot_share is not None:
+            return self._share_schedule(lsd_budget, speed_ratio)
         n = 1 if self.positions is None else max(self.positions) + 1
         shortest = self.schedule(n)
         if shortest.lsd(speed_ratio) > lsd_budget + 1e-9:
@@ -134,6 +194,24 @@ class JumpPattern:
                 f"LSD budget {lsd_budget} is too small for jump pattern {list(self.positions)}: "
                 f"it needs at least {shortest.lsd(speed_ratio):.2f} LSD"
             )
+        per_step = self.schedule(max(n, self.stride)).lsd(speed_ratio) / max(n, self.stride)
+        n = max(n, int(lsd_budget / per_step) - self.stride)  # jump close, then step up
         while self.schedule(n + 1).lsd(speed_ratio) <= lsd_budget + 1e-9:
             n += 1
         return self.schedule(n)
+
+    def _share_schedule(self, lsd_budget: float, speed_ratio: float) -> DashSchedule:
+        smallest = 1 + 1 / speed_ratio
+        if lsd_budget < smallest - 1e-9:
+            raise ValueError(
+                f"LSD budget {lsd_budget} is too small for jump_stride.dot_share={self.dot_share}: one Dash "
+                f"and one Dot step need {smallest:.2f} LSD at N = {speed_ratio:.2f}"
+            )
+        most_dash = int(math.floor(lsd_budget - 1 / speed_ratio + 1e-9))
+        dash_calls = min(max(1, math.floor((1 - self.dot_share) * lsd_budget + 0.5)), most_dash)
+        dot_calls = int(math.floor((lsd_budget - dash_calls) * speed_ratio + 1e-9))
+        return DashSchedule.spread(dash_calls + dot_calls, dash_calls, self.end)
+
+
+MAX_LSD_BUDGET = 10_000
+"""The largest budget accepted (LSD): beyond it a schedule's step list alone would exhaust memory."""
