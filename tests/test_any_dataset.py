@@ -38,14 +38,15 @@ def test_unlabelled_rgb_folder_runs_end_to_end(tmp_path, run_config):
 
     common = [*data, f"model.pretrained={dash_dir}", *TINY_DOT, "logger=none"]
     train.run(run_config("train", [*common, "trainer.max_steps=3", "trainer.val_check_interval=3",
-                                   "+trainer.limit_val_batches=1"], tmp_path / "train"))
+                                   "+trainer.limit_val_batches=1", "module.fine_steps=[2,8]"], tmp_path / "train"))
     summary, _ = evaluate.run(run_config("evaluate", [
         *common, f"dot_checkpoint={tmp_path / 'train' / 'dot'}", "metric.extractor=crops_ae",
         f"metric.extractors_dir={extractors}", f"paths.cache_dir={tmp_path / 'cache'}",
-        "metric.num_samples=64", "batch_size=32", "speed_ratio=3.0", "lsd_budgets=[2,3]", "grid_budgets=[3]",
+        "metric.num_samples=64", "batch_size=32", "speed_ratio=3.0", "lsd_budgets=[2,3]", "grid_budgets=[3]", "baseline_reach=1",
     ], tmp_path / "evaluate"))
     records = [json.loads(line) for line in (tmp_path / "evaluate" / "results.jsonl").read_text().splitlines()]
-    assert len(records) == 6 and {r["extractor"] for r in records} == {"crops_ae"}
+    # baseline, reuse, morse and oracle at 2 and 3 LSD
+    assert len(records) == 8 and {r["extractor"] for r in records} == {"crops_ae"}
     assert summary["extractor"] == "crops_ae" and summary["dataset"] == "crops"
     assert all(np.isfinite(r["fid"]) and np.isfinite(r["psnr"]) for r in records)
 
@@ -110,12 +111,13 @@ def test_latent_dash_trains_and_evaluates_on_an_image_folder(tmp_path, run_confi
     common = [*data, f"model.pretrained={dash_dir}", *TINY_DOT, "logger=none"]
     metrics, objects = train.run(run_config("train", [
         *common, "trainer.max_steps=2", "trainer.val_check_interval=2", "+trainer.limit_val_batches=1",
+        "module.fine_steps=[2,8]",
     ], tmp_path / "train"))
     assert objects["dash"].sample_shape == (4, 8, 8) and "val/dot_mse" in metrics
     evaluate.run(run_config("evaluate", [
         *common, f"dot_checkpoint={tmp_path / 'train' / 'dot'}", "metric.extractor=crops_ae",
         f"metric.extractors_dir={extractors}", f"paths.cache_dir={tmp_path / 'cache'}",
-        "metric.num_samples=40", "batch_size=20", "speed_ratio=3.0", "lsd_budgets=[2]", "grid_budgets=[2]",
+        "metric.num_samples=40", "batch_size=20", "speed_ratio=3.0", "lsd_budgets=[2]", "grid_budgets=[2]", "baseline_reach=1",
     ], tmp_path / "evaluate"))
     records = [json.loads(line) for line in (tmp_path / "evaluate" / "results.jsonl").read_text().splitlines()]
-    assert len(records) == 3 and all(r["decode_seconds"] > 0 for r in records)
+    assert len(records) == 4 and all(r["decode_seconds"] > 0 for r in records)

@@ -49,15 +49,20 @@ def test_sweep_writes_every_output_and_resumes_without_recomputing(tiny_dash_dir
         assert (run_dir / name).is_file(), name
     lines = (run_dir / "results.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in lines]
+    # the baseline also runs from 2 LSD up to baseline_reach (4) x the largest budget
     assert sorted((r["method"], r["lsd_budget"]) for r in records) == sorted(
-        (m, b) for m in ("baseline", "reuse", "morse") for b in (2.0, 3.0)
+        [(m, b) for m in ("reuse", "morse", "oracle") for b in (2.0, 3.0)]
+        + [("baseline", b) for b in (2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0)]
     )
     assert all(r["num_samples"] == 100 and r["seed_range"] == [0, 100] for r in records)
     assert summary["scheduler"] == "ddim"
-    # Fidelity (ddim is deterministic): the reference is every-step Dash at the largest budget.
-    reference_point = next(r for r in records if r["method"] == "baseline" and r["lsd_budget"] == 3.0)
-    assert reference_point["psnr"] == PSNR_CAP and reference_point["ssim"] == pytest.approx(1.0)
-    assert all(r["psnr"] < PSNR_CAP for r in records if r is not reference_point)
+    assert summary["comparisons"]["morse_vs_baseline"]["lsd"]["exact_budgets"] + \
+        summary["comparisons"]["morse_vs_baseline"]["lsd"]["bounded_budgets"] == 2
+    # the oracle runs Dash at its Dot steps: its seconds are not its cost, so none is recorded
+    assert all(r["seconds"] is None for r in records if r["method"] == "oracle")
+    # Fidelity (ddim is deterministic): the reference is every-step Dash at 1.5 x the largest
+    # budget run (18 steps), so no point is compared with itself.
+    assert all(r["psnr"] < PSNR_CAP for r in records)
     assert (run_dir / "speedup_psnr.json").is_file() and (run_dir / "psnr_vs_lsd.png").is_file()
 
     # Interrupt: keep two finished points and a half-written third, then rerun.
@@ -133,3 +138,55 @@ def test_samples_the_extractor_cannot_read_are_refused_before_sampling(tmp_path,
 def test_morse_without_a_dot_is_refused(tiny_dash_dir, tmp_path, evaluate):
     with pytest.raises(ValueError, match=r"method 'morse' needs a trained Dot"):
         evaluate(tiny_dash_dir, tmp_path / "run")
+
+
+@pytest.fixture
+def covered_dot_dir(tiny_dash_dir, tmp_path):
+    """An untrained Dot whose record says it was trained for gaps <= 2 on 2..8 steps."""
+    dot = Dot(load_dash(str(tiny_dash_dir)), num_down=1, width=8, lora_rank=2, norm_groups=4)
+    return save_dot(dot, tmp_path / "covered_dot", {"scheduler": "ddim",
+                                                     "coverage": {"max_gap": 2, "fine_steps": [2, 8]}})
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["jump_stride=stride3"], r"trained for gaps up to 2 steps, but the pattern at 2 LSD has a gap of 3 .*module.max_gap=3"),
+    (["lsd_budgets=[2,6]"], r"trained on 2..8 steps, but Morse at 6 LSD runs n = 9: train it with module.fine_steps=\[2,9\]"),
+])
+def test_dot_that_does_not_cover_the_pattern_is_refused_and_results_are_kept(
+    tiny_dash_dir, covered_dot_dir, tmp_path, evaluate, overrides, message
+):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    earlier = b'{"method": "baseline", "lsd_budget": 2.0}\n'
+    (run_dir / "results.jsonl").write_bytes(earlier)
+    with pytest.raises(ValueError, match=message) as error:
+        evaluate(tiny_dash_dir, run_dir, f"dot_checkpoint={covered_dot_dir}", *overrides)
+    assert "\n" not in str(error.value)
+    assert (run_dir / "results.jsonl").read_bytes() == earlier
+
+
+def test_dot_trained_for_other_scheduler_options_is_refused(tiny_dash_dir, tmp_path, evaluate):
+    dot = Dot(load_dash(str(tiny_dash_dir)), num_down=1, width=8, lora_rank=2, norm_groups=4)
+    leading = save_dot(dot, tmp_path / "leading_dot", {"scheduler": "ddim",
+                                                        "scheduler_options": {"timestep_spacing": "leading"}})
+    with pytest.raises(ValueError, match=r"scheduler options \{'timestep_spacing': 'leading'\}.*'trailing'"):
+        evaluate(tiny_dash_dir, tmp_path / "run", f"dot_checkpoint={leading}")
+
+
+def test_oracle_reaches_the_ceiling_formula_of_its_pattern(tmp_path, run_config):
+    """Oracle Dot (Dash at the Dot steps, charged 1/N): its samples are every-step Dash's, so
+    its read-off speedup is n / lsd(n) = 1 / (1/K + (K-1)/(K N)) (1.6 for K = 2, N = 4)."""
+    cfg = run_config("evaluate", [
+        "methods=[baseline,oracle]", "speed_ratio=4.0", "lsd_budgets=[2.5,5]", "metric.num_samples=200",
+        "batch_size=200", "grid_budgets=[]", "logger=none", "fidelity.enabled=false", "bootstrap.resamples=0",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+    ], tmp_path / "run")
+    summary, objects = run(cfg)
+    fid = {(r["method"], r["num_steps"]): r["fid"] for r in objects["records"]}
+    for n in (4, 8):  # 2.5 LSD = 2 Dash + 2 Dot steps; 5 LSD = 4 + 4
+        assert fid[("oracle", n)] == pytest.approx(fid[("baseline", n)], rel=1e-4)
+    ceiling = 1 / (1 / 2 + 1 / (2 * 4.0))
+    speedups = [row["speedups"]["oracle_vs_baseline"]["lsd"] for row in summary["table"]
+                if "oracle_vs_baseline" in row["speedups"]]
+    assert [cell["bound"] for cell in speedups] == [None, None]
+    assert [cell["speedup"] for cell in speedups] == pytest.approx([ceiling, ceiling], rel=1e-3)

@@ -7,13 +7,12 @@ import torch
 
 from morse_exp.dot import Dot
 from morse_exp.module import MorseModule
-from morse_exp.schedule import JumpPattern
 from morse_exp.schedulers import make_scheduler
 
 
 def module_for(dash, jump_states: str) -> MorseModule:
     dot = Dot(dash, num_down=1, width=8, lora_rank=2, norm_groups=4)
-    return MorseModule(dash, dot, lambda base_config: make_scheduler("ddim", base_config), JumpPattern(stride=2),
+    return MorseModule(dash, dot, lambda base_config: make_scheduler("ddim", base_config), max_gap=2,
                        fine_steps=[6, 8], jump_states=jump_states)
 
 
@@ -32,3 +31,41 @@ def test_sampled_jump_states_come_from_noise_not_from_the_data(dash):
 def test_unknown_jump_states_are_refused_in_one_line(dash):
     with pytest.raises(ValueError, match="jump_states='trajectory' is invalid: use one of forward, sampled"):
         module_for(dash, "trajectory")
+
+
+def test_each_group_rolls_out_up_to_max_gap_minus_one_dot_steps(dash):
+    """(n, s) per group: Dot runs at s+1 .. min(s+K-1, n-1), every gap up to K - 1 trained."""
+    dot = Dot(dash, num_down=1, width=8, lora_rank=2, norm_groups=4)
+    module = MorseModule(dash, dot, lambda base_config: make_scheduler("ddim", base_config), max_gap=3,
+                         fine_steps=[4, 8])
+    batch_sizes = []
+    dot.register_forward_hook(lambda _m, inputs, _o: batch_sizes.append(len(inputs[0])))
+    images = torch.rand(6, 1, 8, 8) * 2 - 1
+    dot_mse, reuse_mse = module.rollout(images, torch.Generator().manual_seed(0), draws=[(6, 0), (6, 4), (8, 2)])
+    # groups of 2 samples: 2 Dot steps after s=0, 1 after s=4 (n=6 ends), 2 after s=2
+    assert batch_sizes == [2, 2, 2, 2, 2]
+    assert torch.isfinite(dot_mse) and torch.isfinite(reuse_mse)
+
+
+def test_step_counts_are_drawn_log_uniformly_within_the_range(dash):
+    dot = Dot(dash, num_down=1, width=8, lora_rank=2, norm_groups=4)
+    module = MorseModule(dash, dot, lambda base_config: make_scheduler("ddim", base_config), max_gap=2,
+                         fine_steps=[4, 64])
+    generator = torch.Generator().manual_seed(0)
+    draws = [module._draw_steps(generator) for _ in range(2000)]
+    assert min(draws) == 4 and max(draws) == 64
+    below_16 = sum(n < 16 for n in draws) / len(draws)
+    assert 0.4 < below_16 < 0.6  # log-uniform: 4..16 is half of 4..64
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("fine_steps", [8], r"fine_steps=\[8\] is invalid: give a range \[lo, hi\]"),
+    ("fine_steps", [9, 4], r"fine_steps=\[9, 4\] is invalid"),
+    ("max_gap", 1, r"max_gap=1 is invalid: .*jump_stride of 1"),
+    ("draws_per_batch", 0, r"module.draws_per_batch=0 is invalid"),
+])
+def test_bad_training_ranges_are_refused(dash, key, value, message):
+    dot = Dot(dash, num_down=1, width=8, lora_rank=2, norm_groups=4)
+    kwargs = {"max_gap": 2, "fine_steps": [4, 8], key: value}
+    with pytest.raises(ValueError, match=message):
+        MorseModule(dash, dot, lambda base_config: make_scheduler("ddim", base_config), **kwargs)

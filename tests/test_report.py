@@ -258,3 +258,28 @@ def test_markdown_reports_images_per_second_at_equal_fid():
     section = render_markdown(summarize(three_curves())).split("## Images per second at equal fid")[1]
     assert "| 10 | 5 | 2000.0 | 1000.0 |" in section
     assert "| 40 | 1.25 | 500.0 | ≤500.0 |" in section  # 80 LSD lies past the baseline's 40
+
+
+def test_bootstrap_interval_of_the_average_speedup_has_the_known_answer():
+    """FID = 10 - 2 ln(cost): a Morse point at cost c with FID 10 - 2 ln(2c) + d is worth
+    2 exp(-d/2) x. Resample b shifts every Morse FID by the same d_b ~ N(0, 0.2) and leaves
+    the baseline alone, so the interval of the average is 2 exp(-q/2) at the quantiles q of d."""
+    import numpy as np
+
+    draws = np.random.default_rng(0).normal(0.0, 0.2, 400)
+    def point(method, cost, fid, shifts):
+        return {**make_records(method, 1.0, [cost])[0], "fid": fid, "fid_bootstrap": [fid + d for d in shifts]}
+
+    baseline = [point("baseline", c, 10 - 2 * math.log(c), np.zeros(400)) for c in map(float, range(1, 65))]
+    morse = [point("morse", c, 10 - 2 * math.log(2 * c), draws) for c in (2.0, 4.0, 8.0, 16.0)]
+    stats = summarize([*baseline, *morse])["comparisons"]["morse_vs_baseline"]["lsd"]
+    assert stats["average"] == pytest.approx(2.0, rel=1e-6) and stats["bounded_budgets"] == 0
+    low, high = 2 * np.exp(-np.percentile(draws, [97.5, 2.5]) / 2)
+    assert stats["interval"] == pytest.approx([low, high], rel=1e-3)
+    assert stats["resamples"] == 400
+    assert stats["interval"][0] < 2.0 < stats["interval"][1]
+
+
+def test_no_interval_without_bootstrap_resamples():
+    stats = summarize(three_curves())["comparisons"]["morse_vs_baseline"]["lsd"]
+    assert stats["interval"] is None and stats["resamples"] == 0

@@ -28,7 +28,7 @@ from safetensors.torch import load_file
 
 from helpers import compose_config, save_tiny_dash
 from morse_exp import tracking
-from morse_exp.train import run
+from morse_exp.train import build, run
 
 TINY_DOT = ["dot.width=8", "dot.norm_groups=4", "dot.lora_rank=2"]
 # digits: 1437 training images; batch 32 with drop_last -> 44 steps per epoch. The fast
@@ -277,6 +277,10 @@ def test_validation_logs_dot_and_reuse_mse(uninterrupted: Path) -> None:
         assert all(v == v and v >= 0 for v in values), f"{key}: {values}"
     record = json.loads((uninterrupted / "dot" / "dot.json").read_text())
     assert {"val/dot_mse", "val/reuse_mse"} <= set(record["metrics"])
+    # what evaluate checks a Dot against: the gaps and step counts it was trained on, and
+    # the scheduler's options (trailing spacing by default)
+    assert record["coverage"] == {"max_gap": 2, "fine_steps": [4, 64]}
+    assert record["scheduler_options"] == {"timestep_spacing": "trailing"}
 
 
 # ---------------------------------------------------------------------------------- DDP
@@ -394,3 +398,12 @@ def test_multirun_basic_launcher_runs_each_stride(cli: dict[str, dict[str, Any]]
         record = json.loads((sweep / job / "dot" / "dot.json").read_text())
         strides[job] = record["jump_stride"]["stride"]
     assert strides == {"0": 2, "1": 3}
+
+
+def test_dot_share_pattern_trains_the_widest_gap_of_its_evaluation_schedules(tiny_dash: Path, tmp_path: Path) -> None:
+    """k = B/2 at N = 4: 3 LSD -> Dash at 0, 3 of 6 steps; 6 LSD -> Dash at 0, 5, 10 of 15: K = 5."""
+    cfg = compose_train(tmp_path, [*tiny(tiny_dash, 2, 2), "jump_stride=dot_share", "speed_ratio=4.0",
+                                   "lsd_budgets=[3,6]"])
+    assert build(cfg)["module"].max_gap == 5
+    explicit = compose_train(tmp_path, [*tiny(tiny_dash, 2, 2), "jump_stride=dot_share", "module.max_gap=7"])
+    assert build(explicit)["module"].max_gap == 7

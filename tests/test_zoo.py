@@ -61,9 +61,9 @@ def test_model_config_on_its_standin_trains_a_step_and_samples(model: str, tmp_p
     cfg = compose_config("train", [f"model={model}", *overrides], tmp_path / "run")
     dash = hydra.utils.instantiate(cfg.model)
     dot = hydra.utils.instantiate(cfg.dot)(dash=dash)
+    jump = hydra.utils.instantiate(cfg.jump_stride)
     module = hydra.utils.instantiate(cfg.module)(
-        dash=dash, dot=dot, scheduler=hydra.utils.instantiate(cfg.scheduler),
-        jump=hydra.utils.instantiate(cfg.jump_stride),
+        dash=dash, dot=dot, scheduler=hydra.utils.instantiate(cfg.scheduler), max_gap=jump.max_gap,
     )
     decoded_shape = tuple(dash.decode(torch.zeros(1, *dash.sample_shape)).shape[1:])
     images = torch.rand(4, *decoded_shape) * 2 - 1
@@ -89,7 +89,7 @@ def test_model_config_on_its_standin_trains_a_step_and_samples(model: str, tmp_p
     for name, scale in runs:
         generated = generate(
             dash, lambda name=name: make_scheduler(name, dash.scheduler_config),
-            module.jump.fit_budget(4, 3.0), seed=0, num_samples=3, batch_size=2, dot=dot.eval(),
+            jump.fit_budget(4, 3.0), seed=0, num_samples=3, batch_size=2, dot=dot.eval(),
             contexts=contexts_for(dash, 3), guidance_scale=scale,
         )
         assert generated.images.shape == (3, *decoded_shape), (name, scale)
@@ -157,16 +157,17 @@ def test_text_to_image_trains_and_evaluates_end_to_end_with_guidance_and_clip_sc
         f"save_dir={tmp_path / 'extractors'}"], tmp_path / "fit"))
     metrics, _ = train.run(compose_config("train", [
         *model, *data, "trainer.max_steps=2", "trainer.val_check_interval=2", "+trainer.limit_val_batches=1",
-        "dataset.batch_size=4", "logger=none"], tmp_path / "train"))
+        "dataset.batch_size=4", "logger=none", "module.fine_steps=[2,8]"], tmp_path / "train"))
     assert "val/dot_mse" in metrics
     _, objects = evaluate.run(compose_config("evaluate", [
         "experiment=sd14_coco", *model, *data, f"dot_checkpoint={tmp_path / 'train' / 'dot'}",
-        "lsd_budgets=[2,3]", "grid_budgets=[3]", "batch_size=8", "speed_ratio=3.0",
+        "lsd_budgets=[2,3]", "grid_budgets=[3]", "baseline_reach=1", "batch_size=8", "speed_ratio=3.0",
         "metric=image_folder", "metric.extractor=coco_ae", f"metric.extractors_dir={tmp_path / 'extractors'}",
         "metric.num_samples=40", f"paths.cache_dir={tmp_path / 'cache'}",
         f"clip_score.model={clip_model(tmp_path / 'clip')}", "logger=none"], tmp_path / "evaluate"))
     records = objects["records"]
-    assert {(r["method"], r["lsd_budget"]) for r in records} == {(m, b) for m in ("baseline", "reuse", "morse") for b in (2.0, 3.0)}
+    assert {(r["method"], r["lsd_budget"]) for r in records} == {
+        (m, b) for m in ("baseline", "reuse", "morse", "oracle") for b in (2.0, 3.0)}
     assert all(r["guidance_scale"] == 7.5 and 0 <= r["clip_score"] <= 100 and r["num_samples"] == 40 for r in records)
     assert (tmp_path / "evaluate" / "speedup.json").is_file()
 

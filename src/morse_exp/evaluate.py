@@ -31,21 +31,22 @@ import torch
 import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 
+from morse_exp.atomic import write_atomic
 from morse_exp.checkpoints import load_dot_weights, read_record
 from morse_exp.cli import entry_point, instantiate_logger
 from morse_exp.dash import Dash
-from morse_exp.dot import Dot
+from morse_exp.dot import Dot, OracleDot
 from morse_exp.extractors import check_image_shape
 from morse_exp.fidelity import check_deterministic, psnr, ssim
 from morse_exp.generation import autocast, generate
 from morse_exp.images import save_grid
 from morse_exp.report import read_results, write_report
 from morse_exp.schedule import DashSchedule, JumpPattern
-from morse_exp.schedulers import STOCHASTIC_SCHEDULERS
-from morse_exp.speed import measure_speed_ratio
+from morse_exp.schedulers import STOCHASTIC_SCHEDULERS, scheduler_options
+from morse_exp.speed import machine_speed_ratio
 
-METHODS = ("baseline", "reuse", "morse")
-RESULT_KEYS = ("model", "dataset", "scheduler", "jump_stride", "dot", "metric", "seed", "dot_checkpoint", "fidelity",
+METHODS = ("baseline", "reuse", "morse", "oracle")
+RESULT_KEYS = ("model", "dataset", "scheduler", "jump_stride", "dot", "metric", "seed", "dot_checkpoint", "fidelity", "bootstrap",
                "guidance_scale", "clip_score")
 
 
@@ -78,9 +79,49 @@ def schedule_for(method: str, budget: float, jump: JumpPattern, speed_ratio: flo
     return jump.fit_budget(budget, speed_ratio)
 
 
-def config_hash(cfg: DictConfig) -> str:
-    """Hash of the settings that decide a point's result (not budgets, devices or paths)."""
+def baseline_budgets(budgets: list[float], reach: float, start: int) -> list[float]:
+    """The baseline's budgets: ``budgets`` plus integers from ``start`` up to ``reach`` x the
+    largest budget, about 25 % apart, so that the baseline's curve extends past every point of
+    the other methods and their speedups are read on it, not bounded by its end."""
+    if not (isinstance(reach, (int, float)) and reach >= 1) or isinstance(start, bool) or not isinstance(start, int) \
+            or start < 1:
+        raise ValueError(f"baseline_reach={reach!r} / baseline_from={start!r} are invalid: use a reach >= 1 "
+                         "(1: the given budgets only) and an integer start >= 1 (LSD)")
+    ladder, value, top = set(), start, reach * max(budgets)
+    while reach > 1 and value <= top + 1e-9:
+        ladder.add(float(value))
+        value = max(value + 1, round(value * 1.25))
+    return sorted(ladder | set(budgets))
+
+
+def check_coverage(record: dict[str, Any] | None, dot_checkpoint: str, plans: list[tuple[float, str, DashSchedule]]) -> None:
+    """Refuse (one line) Morse schedules whose gaps or step counts the Dot was not trained on."""
+    coverage = (record or {}).get("coverage")
+    if not coverage:
+        return
+    lo, hi = coverage["fine_steps"]
+    for budget, method, schedule in plans:
+        if method != "morse":
+            continue
+        if schedule.max_gap > coverage["max_gap"]:
+            raise ValueError(
+                f"Dot {dot_checkpoint} was trained for gaps up to {coverage['max_gap']} steps, but the pattern at "
+                f"{budget:g} LSD has a gap of {schedule.max_gap} (n = {schedule.num_steps}): train it with "
+                f"module.max_gap={schedule.max_gap} or use a denser jump_stride"
+            )
+        if not lo <= schedule.num_steps <= hi:
+            raise ValueError(
+                f"Dot {dot_checkpoint} was trained on {lo}..{hi} steps, but Morse at {budget:g} LSD runs "
+                f"n = {schedule.num_steps}: train it with module.fine_steps=[{min(lo, schedule.num_steps)},"
+                f"{max(hi, schedule.num_steps)}] or drop that budget"
+            )
+
+
+def config_hash(cfg: DictConfig, speed_ratio: float) -> str:
+    """Hash of the settings that decide a point's result (not budgets, devices or paths); N
+    is one of them, since it decides the schedules."""
     chosen = {key: OmegaConf.to_container(cfg, resolve=True).get(key) for key in RESULT_KEYS}
+    chosen["speed_ratio"] = round(float(speed_ratio), 6)
     chosen["metric"] = {k: v for k, v in (chosen["metric"] or {}).items() if k not in ("cache_dir", "device", "verbose", "batch_size")}
     return hashlib.sha256(json.dumps(chosen, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -133,13 +174,16 @@ def check_conditioning(dash: Dash, contexts: list[Any] | None, guidance_scale: f
 def resolve_speed_ratio(
     cfg: DictConfig, dash: Dash, dot: Dot, out_dir: Path, contexts: list[Any] | None
 ) -> float:
-    """N from the config, from an earlier try of this run, or measured now (and recorded).
+    """N from the config, from an earlier try of this run, or this machine's stored value.
 
-    Measured on a batch of ``batch_size`` samples with their conditioning (both guidance
-    branches when guided) at the sampling precision, as sampling runs it.
+    The stored value (:func:`morse_exp.speed.stored_speed_ratio`) is measured once per
+    machine, models, batch and precision on a batch of ``batch_size`` samples with their
+    conditioning (both guidance branches when guided), as sampling runs it;
+    ``remeasure_speed=true`` measures it anew. The value used is recorded in the run
+    directory (``speed_ratio.json``) and printed with where it came from.
     """
     if cfg.speed_ratio is not None:
-        return float(cfg.speed_ratio)
+        return check_speed_ratio(cfg.speed_ratio)
     record = out_dir / "speed_ratio.json"
     if record.is_file():
         return float(json.loads(record.read_text())["speed_ratio"])
@@ -147,15 +191,30 @@ def resolve_speed_ratio(
     batch = min(cfg.batch_size, len(contexts)) if contexts is not None else cfg.batch_size
     cond = dash.condition(contexts[:batch] if contexts is not None else None, guided=guided)
     rows = 2 * batch if guided else batch
-    with autocast(cfg.device, cfg.precision):
-        measured = measure_speed_ratio(dash, dot, rows, cfg.device, cfg.speed_repeats, cond=cond)
+
+    ratio, stored, measured = machine_speed_ratio(
+        dash, dot, rows, cfg.device, cfg.precision, cfg.paths.cache_dir, cfg.speed_repeats, cond=cond,
+        remeasure=cfg.remeasure_speed,
+    )
+    print(f"N = {ratio:.2f} ({'measured now and stored in' if measured else 'stored in'} {stored}; "
+          "remeasure_speed=true measures it anew)")
     if _is_main():
-        record.write_text(json.dumps({
-            "speed_ratio": measured.ratio, "batch_size": cfg.batch_size, "device": cfg.device,
-            "precision": cfg.precision,
-            "dash_seconds": measured.dash_seconds, "dot_seconds": measured.dot_seconds,
-        }, indent=2))
-    return measured.ratio
+        write_atomic(record, json.dumps({"speed_ratio": ratio, "source": str(stored), "measured_now": measured,
+                                         "batch_size": cfg.batch_size, "device": cfg.device,
+                                         "precision": cfg.precision}, indent=2).encode())
+    return ratio
+
+
+def check_speed_ratio(value: Any) -> float:
+    """``speed_ratio`` as a float; one-line ValueError unless it is a finite number > 0."""
+    try:
+        ratio = float(value)
+    except (TypeError, ValueError):
+        ratio = float("nan")
+    if not math.isfinite(ratio) or ratio <= 0:
+        raise ValueError(f"speed_ratio={value!r} is invalid: give N, the Dash/Dot latency ratio, as a number > 0 "
+                         "(or null to use this machine's stored value)")
+    return ratio
 
 
 def fidelity_enabled(cfg: DictConfig) -> bool:
@@ -172,6 +231,13 @@ def check_dot_record(cfg: DictConfig) -> dict[str, Any] | None:
     if not cfg.dot_checkpoint:
         return None
     record = read_record(cfg.dot_checkpoint)
+    trained_options = record.get("scheduler_options")
+    options = scheduler_options(cfg.scheduler)
+    if record.get("scheduler") == cfg.scheduler.name and trained_options is not None and trained_options != options:
+        raise ValueError(
+            f"Dot {cfg.dot_checkpoint} was trained for scheduler options {trained_options}, this run samples "
+            f"with {options}: train one for them or set the scheduler's options as trained"
+        )
     if record.get("scheduler") != cfg.scheduler.name:
         raise ValueError(
             f"Dot {cfg.dot_checkpoint} was trained for scheduler {record.get('scheduler')!r}, "
@@ -215,21 +281,26 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     out_dir.mkdir(parents=True, exist_ok=True)
     speed_ratio = resolve_speed_ratio(cfg, dash, dot, out_dir, contexts)
     make_scheduler = hydra.utils.instantiate(cfg.scheduler)
+    dots = {"morse": dot, "oracle": OracleDot(dash)}
 
-    def draw(schedule: DashSchedule, label: str, with_dot: bool = False) -> Any:
+    def draw(schedule: DashSchedule, label: str, method: str = "baseline") -> Any:
         return generate(
             dash, lambda: make_scheduler(base_config=dash.scheduler_config), schedule, cfg.seed,
-            metric.num_samples, cfg.batch_size, cfg.device, dot=dot if with_dot else None,
+            metric.num_samples, cfg.batch_size, cfg.device, dot=dots.get(method),
             precision=cfg.precision, progress=label, contexts=contexts, guidance_scale=cfg.guidance_scale,
         )
 
+    every_budget = {"baseline": baseline_budgets(budgets, cfg.baseline_reach, cfg.baseline_from)}
+    plans = [(budget, method, schedule_for(method, budget, jump, speed_ratio))
+             for method in methods for budget in every_budget.get(method, budgets)]
+    check_coverage(dot_record, cfg.dot_checkpoint, plans)
     results_path = out_dir / "results.jsonl"
-    this_config = config_hash(cfg)
+    this_config = config_hash(cfg, speed_ratio)
     done = {(r["method"], r["lsd_budget"]) for r in _read_finished(results_path) if r.get("config_hash") == this_config}
-    todo = [(b, m) for b in budgets for m in methods if (m, b) not in done]
+    todo = sorted((plan for plan in plans if (plan[1], plan[0]) not in done), key=lambda plan: plan[0])
     reference = None
     if with_fidelity and todo:
-        steps = cfg.fidelity.reference_steps or int(max(budgets))
+        steps = cfg.fidelity.reference_steps or math.ceil(1.5 * max(b for b, _, _ in plans))
         reference = draw(DashSchedule.every_step(steps), f"fidelity reference ({steps} steps)").images
     logger = instantiate_logger(cfg) if _is_main() else False
     common = {
@@ -239,12 +310,12 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         "config_hash": this_config, "dot_checkpoint": cfg.dot_checkpoint,
         "guidance_scale": cfg.guidance_scale,
     }
-    for budget, method in todo:
-        schedule = schedule_for(method, budget, jump, speed_ratio)
-        generated = draw(schedule, f"{method} @ {budget:g} LSD", with_dot=method == "morse")
+    for budget, method, schedule in todo:
+        generated = draw(schedule, f"{method} @ {budget:g} LSD", method)
         if not _is_main():
             continue
         scores = metric.compute(generated.images)
+        scores["fid_bootstrap"] = metric.fid_bootstrap(generated.images, cfg.bootstrap.resamples, cfg.bootstrap.seed)
         if clip_score is not None:
             scores["clip_score"] = clip_score(generated.images, contexts)
         if reference is not None:
@@ -253,7 +324,9 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         record = {
             **common, "method": method, "lsd_budget": budget, "lsd": schedule.lsd(speed_ratio),
             "num_steps": schedule.num_steps, "dash_calls": schedule.dash_calls,
-            "dot_calls": schedule.dot_calls, "seconds": generated.seconds,
+            "dot_calls": schedule.dot_calls,
+            # the oracle's Dot steps are Dash calls: only its LSD cost is meaningful
+            "seconds": None if method == "oracle" else generated.seconds,
             "decode_seconds": generated.decode_seconds, "seed_range": [0, metric.num_samples],
             **scores,
         }
@@ -265,7 +338,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             save_grid(generated.images[:64], out_dir / "samples" / f"{method}_lsd{budget:g}.png", nrow=8)
         if logger:
             logger.log_metrics({f"{method}/fid": scores["fid"], f"{method}/lsd": record["lsd"]},
-                               step=budgets.index(budget))
+                               step=round(budget * 100))
     if not _is_main():
         return {}, {}
     records = [r for r in read_results(results_path) if r.get("config_hash") == this_config]

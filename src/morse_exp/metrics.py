@@ -21,6 +21,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -282,28 +283,15 @@ class QualityMetrics:
         reference, cache_name, _ = self._reference_dataset()
         self._check_reference_shape()
         self._check_count(len(reference), "reference images", self._REFERENCE_REMEDY)
-        registry_name = register_with_fidelity(self.extractor_name)
         kid_subset_size = min(KID_SUBSET_SIZE, len(samples), len(reference))
-        cuda = (self.device == "cuda") if self.device is not None else torch.cuda.is_available()
-        verbose = self.verbose if self.verbose is not None else len(samples) >= VERBOSE_FROM
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         result = torch_fidelity.calculate_metrics(
-            input1=Uint8Images(samples, self.is_inception),
-            input2=reference,
-            input2_cache_name=cache_name,
-            cache=True,
-            cache_root=str(self.cache_dir),
+            **self._fidelity_inputs(samples, reference, cache_name),
             fid=True,
             kid=True,
-            feature_extractor=registry_name,
-            feature_extractor_weights_path=self._weights_path(),
             kid_subsets=self.kid_subsets,
             kid_subset_size=kid_subset_size,
-            batch_size=self.batch_size,
-            cuda=cuda,
-            save_cpu_ram=True,
             rng_seed=self.seed,
-            verbose=verbose,
         )
         return {
             "fid": float(result[torch_fidelity.KEY_METRIC_FID]),
@@ -320,3 +308,50 @@ class QualityMetrics:
         }
 
     __call__ = compute
+
+    def _fidelity_inputs(self, samples: torch.Tensor, reference: Dataset, cache_name: str) -> dict[str, Any]:
+        """torch-fidelity's input, extractor and cache arguments for ``samples`` vs the reference."""
+        cuda = (self.device == "cuda") if self.device is not None else torch.cuda.is_available()
+        return {
+            "input1": Uint8Images(samples, self.is_inception),
+            "input2": reference,
+            "input2_cache_name": cache_name,
+            "cache": True,
+            "cache_root": str(self.cache_dir),
+            "feature_extractor": register_with_fidelity(self.extractor_name),
+            "feature_extractor_weights_path": self._weights_path(),
+            "batch_size": self.batch_size,
+            "cuda": cuda,
+            "save_cpu_ram": True,
+            "verbose": self.verbose if self.verbose is not None else len(samples) >= VERBOSE_FROM,
+        }
+
+    def fid_bootstrap(self, samples: torch.Tensor, resamples: int, seed: int = 0) -> list[float]:
+        """FIDs of ``resamples`` bootstrap resamples of ``samples``' features against the fixed
+        reference statistics (the cached ones :meth:`compute` uses).
+
+        Resample b draws N of the N sample indices with replacement from a generator seeded by
+        ``seed``; the draws depend only on (seed, N), so every point of a sweep, whose sample i
+        shares its noise across methods and budgets, is resampled alike (a paired bootstrap).
+        A resampled FID is biased upwards (repeated samples); compare it with other resamples,
+        or correct by the mean shift, never with :meth:`compute`'s FID directly.
+        """
+        from torch_fidelity import metric_fid, utils
+
+        if resamples < 1:
+            return []
+        reference, cache_name, _ = self._reference_dataset()
+        inputs = self._fidelity_inputs(samples, reference, cache_name)
+        layer = utils.resolve_feature_layer_for_metric("fid", **inputs)
+        extractor = utils.create_feature_extractor(inputs["feature_extractor"], [layer], **inputs)
+        features = utils.get_featuresdict_from_dataset(
+            inputs["input1"], extractor, inputs["batch_size"], inputs["cuda"], True, False
+        )[layer]
+        reference_stats = metric_fid.fid_input_id_to_statistics_cached(2, extractor, layer, **inputs)
+        draws = np.random.default_rng(seed)
+        fids = []
+        for _ in range(resamples):
+            index = torch.from_numpy(draws.integers(0, len(features), len(features)))
+            stats = metric_fid.fid_features_to_statistics(features[index])
+            fids.append(metric_fid.fid_statistics_to_metric(stats, reference_stats, False)[metric_fid.KEY_METRIC_FID])
+        return fids

@@ -1,14 +1,18 @@
 """The LightningModule that trains Dot against a frozen Dash.
 
-One training example is a short stretch of a sampling trajectory: a fine step count n, a
-jump point s (a Dash step of the schedule), x_ts (``jump_states="forward"``: from data by
+One training example is a short stretch of a sampling trajectory: a fine step count n (drawn
+log-uniformly from ``fine_steps = [lo, hi]``), a jump point s (uniform over 0..n-2), x_ts (``jump_states="forward"``: from data by
 the scheduler's forward process; ``"sampled"``: by Morse's own sampler from pure noise, the
 current Dot at its steps, i.e. the states Dot meets at inference), z_ts = Dash(x_ts, t_s), then the scheduler's own steps to the following Dot steps
-i = s+1, ..., up to the next Dash step. At each, Dot is regressed onto Dash without jumps:
+i = s+1, ..., s+K-1 (K = ``max_gap``, the largest Dash-to-Dash gap evaluation will use, so
+every gap 1..K-1 is trained). At each, Dot is regressed onto Dash without jumps:
 
     loss = mean_i || z_ts + Dot(x_ts, x_ti, z_ts, t_s, t_i) - Dash(x_ti, t_i) ||^2
 
 The state after a Dot step is reached with Dot's own (detached) estimate, as at inference.
+A batch is split into ``draws_per_batch`` groups, each with its own (n, s). Validation runs
+one fixed n (``val_steps``) and spreads every jump point s = 0..n-2 over the batch, so its
+MSEs average over all jump positions.
 A conditional Dash gets the batch's context (its second element: class labels, or captions
 for a text-conditioned Dash, dropped to "" at ``prompt_dropout`` so that Dot also learns the
 unconditional branch that classifier-free guidance runs).
@@ -31,7 +35,7 @@ from morse_exp.checkpoints import check_compatible, dash_fingerprint
 from morse_exp.dash import Dash
 from morse_exp.dot import Dot
 from morse_exp.sampler import sample
-from morse_exp.schedule import JumpPattern
+from morse_exp.schedule import DashSchedule
 from morse_exp.schedulers import step_kwargs
 from morse_exp.seeding import sample_seed
 
@@ -46,8 +50,10 @@ class MorseModule(L.LightningModule):
         dash: the frozen Dash.
         dot: the Dot built on ``dash`` (only its new blocks and LoRA adapters train).
         scheduler: builds the sampling scheduler from Dash's training scheduler config.
-        jump: where Dash steps fall; its gaps decide how far Dot looks ahead.
-        fine_steps: fine step counts n to train on (one drawn per batch).
+        max_gap: K, the largest gap (a Dash step and its K - 1 Dot steps) to train; >= 2.
+        fine_steps: [lo, hi], the range of fine step counts n (log-uniform draws).
+        draws_per_batch: groups of a training batch with their own (n, s).
+        val_steps: the n of validation (every jump point of it is validated).
         lr, weight_decay, warmup_steps: AdamW with linear warm-up then cosine decay.
         prompt_dropout: share of captions replaced by "" (text-conditioned Dash only).
         jump_states: where x_ts comes from: "forward" (the data's forward process) or
@@ -62,8 +68,10 @@ class MorseModule(L.LightningModule):
         dash: Dash,
         dot: Dot,
         scheduler: SchedulerFactory,
-        jump: JumpPattern,
-        fine_steps: Sequence[int] = (10, 20, 30),
+        max_gap: int,
+        fine_steps: Sequence[int] = (4, 64),
+        draws_per_batch: int = 4,
+        val_steps: int = 12,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         warmup_steps: int = 100,
@@ -75,40 +83,52 @@ class MorseModule(L.LightningModule):
         super().__init__()
         if dot.dash is not dash:
             raise ValueError("dot must be built on the same Dash instance it is trained against")
-        if jump.max_gap < 2:
+        if isinstance(max_gap, bool) or not isinstance(max_gap, int) or max_gap < 2:
             raise ValueError(
-                "jump stride 1 runs Dash at every step, so there are no Dot steps to train: "
-                "use jump_stride=stride2 (or jump_stride.stride=N with N >= 2)"
+                f"max_gap={max_gap!r} is invalid: a gap of K trains K - 1 Dot steps after each Dash step, so use "
+                "K >= 2 (a jump_stride of 1 runs Dash at every step: there are no Dot steps to train)"
             )
         if jump_states not in JUMP_STATES:
             raise ValueError(f"jump_states={jump_states!r} is invalid: use one of {', '.join(JUMP_STATES)}")
         if not 0 <= prompt_dropout < 1:
             raise ValueError(f"prompt_dropout={prompt_dropout} is invalid: use a value in [0, 1)")
-        fine_steps = sorted({int(n) for n in fine_steps})
-        if not fine_steps or fine_steps[0] < 2:
-            raise ValueError(f"fine_steps={fine_steps} is invalid: give step counts >= 2")
+        steps = [int(n) for n in fine_steps] if isinstance(fine_steps, Sequence) else []
+        if len(steps) != 2 or not 2 <= steps[0] <= steps[1]:
+            raise ValueError(f"fine_steps={fine_steps} is invalid: give a range [lo, hi] of step counts, 2 <= lo <= hi")
+        for key, value in (("draws_per_batch", draws_per_batch), ("val_steps", val_steps)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if key == "draws_per_batch" else 2):
+                raise ValueError(f"module.{key}={value!r} is invalid: use an integer >= {1 if key == 'draws_per_batch' else 2}")
         self.dash = dash
         self.dot = dot
-        self.jump = jump
-        self.fine_steps = fine_steps
+        self.max_gap = max_gap
+        self.fine_steps = tuple(steps)
+        self.draws_per_batch = draws_per_batch
+        self.val_steps = val_steps
         self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
         self.prompt_dropout = prompt_dropout
         self.jump_states = jump_states
         self.seed = seed
         self.run_config = run_config or {}
         self.dash_fingerprint = dash_fingerprint(dash)
-        self._schedulers = {n: _prepared(scheduler(base_config=dash.scheduler_config), n) for n in fine_steps}
+        self._make_scheduler = scheduler
+        self._schedulers: dict[int, Any] = {}  # n -> a scheduler set to n steps (copied per use)
         self.strict_loading = False  # checkpoints hold Dot's weights only, not Dash's
 
     # ----------------------------------------------------------------- steps
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         generator = self._generator(self.global_step * self.trainer.world_size + self.global_rank)
-        dot_mse, _ = self.rollout(batch[0], generator, batch[1])
+        draws = []
+        for _ in range(min(self.draws_per_batch, len(batch[0]))):
+            n = self._draw_steps(generator)
+            draws.append((n, _randint(n - 1, generator)))
+        dot_mse, _ = self.rollout(batch[0], generator, batch[1], draws)
         self.log("train/dot_mse", dot_mse, prog_bar=True)
         return dot_mse
 
     def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
-        dot_mse, reuse_mse = self.rollout(batch[0], self._generator(10**9 + batch_idx), batch[1])
+        n = self.val_steps
+        draws = [(n, s) for s in range(n - 1)][: len(batch[0])]
+        dot_mse, reuse_mse = self.rollout(batch[0], self._generator(10**9 + batch_idx), batch[1], draws)
         self.log("val/dot_mse", dot_mse, prog_bar=True, sync_dist=True)
         self.log("val/reuse_mse", reuse_mse, prog_bar=True, sync_dist=True)
 
@@ -118,28 +138,54 @@ class MorseModule(L.LightningModule):
             self.log("val/gain_over_reuse", metrics["val/reuse_mse"] / metrics["val/dot_mse"], sync_dist=True)
 
     def rollout(
-        self, images: Tensor, generator: torch.Generator, context: Sequence[str] | Tensor | None = None
+        self,
+        images: Tensor,
+        generator: torch.Generator,
+        context: Sequence[str] | Tensor | None = None,
+        draws: Sequence[tuple[int, int]] | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """Mean squared error of Dot and of plain reuse against Dash on one trajectory stretch.
+        """Mean squared error of Dot and of plain reuse against Dash on trajectory stretches.
 
         Args:
             images: (B, C, H, W) data in [-1, 1] (encoded to latents for latent Dash).
-            generator: drives n, s, the noise and the caption dropout.
+            generator: drives the draws, the noise and the caption dropout.
             context: B captions or (B,) class labels; used only by a conditional Dash.
+            draws: (n, s) per group; the batch is split into len(draws) near-equal groups.
+                None: one group with (n, s) drawn from ``generator``.
 
         Returns:
-            (dot_mse, reuse_mse): scalars; only dot_mse carries gradients.
+            (dot_mse, reuse_mse): scalars, means over every Dot step of every sample; only
+            dot_mse carries gradients.
         """
+        if draws is None:
+            n = self._draw_steps(generator)
+            draws = [(n, _randint(n - 1, generator))]
+        context = self._dropped(context, generator)
+        dot_sums, reuse_sums, counts = [], [], 0
+        for (n, s), rows in zip(draws, torch.tensor_split(torch.arange(len(images)), len(draws)), strict=True):
+            rows = rows.tolist()
+            chunk_context = (
+                context[rows] if isinstance(context, Tensor) else None if context is None else [context[i] for i in rows]
+            )
+            dot_mse, reuse_mse, steps = self._stretch(images[rows], chunk_context, n, s, generator)
+            weight = len(rows) * steps
+            dot_sums.append(dot_mse * weight)
+            reuse_sums.append(reuse_mse * weight)
+            counts += weight
+        return torch.stack(dot_sums).sum() / counts, torch.stack(reuse_sums).sum() / counts
+
+    def _stretch(
+        self, images: Tensor, context: Any, n: int, s: int, generator: torch.Generator
+    ) -> tuple[Tensor, Tensor, int]:
+        """(dot_mse, reuse_mse, Dot steps) of one group: Dash at step s of n, then up to K - 1 Dot steps."""
         x0 = self.dash.encode(images)
-        cond = self.dash.condition(self._dropped(context, generator))
-        n = self.fine_steps[_randint(len(self.fine_steps), generator)]
-        schedule = self.jump.schedule(n)
-        jump_points = [p for p in schedule.dash_steps if p + 1 < n and not schedule.is_dash_step(p + 1)]
-        s = jump_points[_randint(len(jump_points), generator)]
-        scheduler = copy.deepcopy(self._schedulers[n])
+        cond = self.dash.condition(context)
+        scheduler = copy.deepcopy(self._scheduler(n))
         timesteps = scheduler.timesteps.to(x0.device)
         t_s = timesteps[s]
         if self.jump_states == "sampled":
+            # Morse's own sampler from noise up to s, Dash every K steps counted back from s
+            schedule = DashSchedule(n, tuple(sorted({0, *range(s, -1, -self.max_gap)})))
             device_generator = torch.Generator(x0.device).manual_seed(_randint(2**62, generator))
             x, _ = sample(self.dash, scheduler, schedule, [device_generator] * len(x0), dot=self.dot,
                           cond=cond, stop_before=s)
@@ -155,8 +201,8 @@ class MorseModule(L.LightningModule):
         step_options = step_kwargs(scheduler, generator)
         x = scheduler.step(z_ts, t_s, x, **step_options).prev_sample
         dot_losses, reuse_losses = [], []
-        i = s + 1
-        while i < n and not schedule.is_dash_step(i):
+        last = min(n - 1, s + self.max_gap - 1)
+        for i in range(s + 1, last + 1):
             t_i = timesteps[i]
             x_ti = scheduler.scale_model_input(x, t_i)
             with torch.no_grad():
@@ -164,10 +210,20 @@ class MorseModule(L.LightningModule):
             estimate = z_ts + self.dot(x_ts, x_ti, z_ts, t_s, t_i, cond)
             dot_losses.append(nn.functional.mse_loss(estimate.float(), target.float()))
             reuse_losses.append(nn.functional.mse_loss(z_ts.float(), target.float()))
-            i += 1
-            if i < n and not schedule.is_dash_step(i):
+            if i < last:
                 x = scheduler.step(estimate.detach(), t_i, x, **step_options).prev_sample
-        return torch.stack(dot_losses).mean(), torch.stack(reuse_losses).mean()
+        return torch.stack(dot_losses).mean(), torch.stack(reuse_losses).mean(), len(dot_losses)
+
+    def _draw_steps(self, generator: torch.Generator) -> int:
+        """n, log-uniform over ``fine_steps`` = [lo, hi] (budgets are spread geometrically)."""
+        lo, hi = self.fine_steps
+        u = float(torch.rand((), generator=generator))
+        return min(hi, max(lo, round(math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo))))))
+
+    def _scheduler(self, n: int) -> Any:
+        if n not in self._schedulers:
+            self._schedulers[n] = _prepared(self._make_scheduler(base_config=self.dash.scheduler_config), n)
+        return self._schedulers[n]
 
     def _dropped(self, context: Sequence[str] | Tensor | None, generator: torch.Generator) -> Any:
         """Captions with each replaced by "" at ``prompt_dropout``; other contexts unchanged."""
@@ -178,6 +234,11 @@ class MorseModule(L.LightningModule):
 
     def _generator(self, stream: int) -> torch.Generator:
         return torch.Generator("cpu").manual_seed(sample_seed(self.seed, stream))
+
+    @property
+    def coverage(self) -> dict[str, Any]:
+        """What this Dot is trained for: gaps up to ``max_gap`` at step counts in ``fine_steps``."""
+        return {"max_gap": self.max_gap, "fine_steps": list(self.fine_steps)}
 
     # ------------------------------------------------------------ optimiser
     def configure_optimizers(self) -> dict[str, Any]:
@@ -207,6 +268,7 @@ class MorseModule(L.LightningModule):
             "dash_fingerprint": self.dash_fingerprint,
             "dash_source": self.dash.source,
             "dot_config": self.dot.config,
+            "coverage": self.coverage,
             "run_config": self.run_config,
         }
 

@@ -44,6 +44,7 @@ Bound = Literal[">=", "<="] | None
 COMPARISONS: tuple[tuple[str, str], ...] = (
     ("morse", "baseline"),
     ("reuse", "baseline"),
+    ("oracle", "baseline"),
     ("morse", "reuse"),
 )
 """(method, reference) pairs reported; a pair is skipped when either method has no records."""
@@ -52,11 +53,12 @@ COST_KEYS: tuple[str, ...] = ("lsd", "seconds")
 CONTEXT_KEYS: tuple[str, ...] = ("model", "dataset", "scheduler", "extractor", "num_samples")
 """Keys that must take one value across the records of one report (a curve mixes nothing)."""
 
-METHOD_ORDER: tuple[str, ...] = ("baseline", "reuse", "morse")
+METHOD_ORDER: tuple[str, ...] = ("baseline", "reuse", "morse", "oracle")
 METHOD_STYLE: dict[str, dict[str, Any]] = {
     "baseline": {"color": "black", "marker": "o", "linestyle": "-"},
     "reuse": {"color": "tab:orange", "marker": "s", "linestyle": "--"},
     "morse": {"color": "tab:blue", "marker": "^", "linestyle": "-"},
+    "oracle": {"color": "tab:gray", "marker": "v", "linestyle": ":"},
 }
 COST_LABEL = {"lsd": "LSD", "seconds": "seconds"}
 
@@ -205,6 +207,23 @@ def _speedup_stats(entries: Sequence[SpeedupEntry]) -> dict[str, Any]:
     }
 
 
+def _bootstrap_records(records: Sequence[Record], metric: str) -> list[list[Record]]:
+    """One copy of ``records`` per bootstrap resample, ``metric`` replaced by that resample's
+    value (``<metric>_bootstrap`` lists); none unless every record has a list of one length."""
+    lists = [record.get(f"{metric}_bootstrap") for record in records]
+    if not lists or not all(isinstance(values, list) and values for values in lists):
+        return []
+    if len({len(values) for values in lists}) != 1:
+        return []
+    return [[{**record, metric: values[b]} for record, values in zip(records, lists, strict=True)]
+            for b in range(len(lists[0]))]
+
+
+def _interval(values: Sequence[float]) -> list[float] | None:
+    """The central 95 % of ``values`` (percentiles 2.5 and 97.5), or None for fewer than 20."""
+    return [float(v) for v in np.percentile(values, [2.5, 97.5])] if len(values) >= 20 else None
+
+
 def _check_records(records: Sequence[Record], required: Sequence[str]) -> list[Record]:
     """The records, last one kept per (method, lsd_budget); raises if a required key is missing."""
     if not records:
@@ -291,6 +310,14 @@ def summarize(
             key: _finite(record[key]) for key in (metric, *cost_keys)
         }
 
+    resampled = _bootstrap_records(records, metric)
+    for record in records:  # bias-corrected 95 % interval of each point's metric
+        values = record.get(f"{metric}_bootstrap") if resampled else None
+        if values:
+            shift = statistics.fmean(values) - float(record[metric])
+            interval = _interval([value - shift for value in values])
+            table[float(record["lsd_budget"])]["methods"][record["method"]][f"{metric}_interval"] = interval
+
     comparisons: dict[str, dict[str, Any]] = {}
     for method, reference in COMPARISONS:
         if method not in by_method or reference not in by_method:
@@ -305,6 +332,15 @@ def summarize(
             except ValueError as error:
                 raise ValueError(f"{name}: {error}") from error
             comparisons[name][cost_key] = _speedup_stats(entries)
+            averages = []
+            for copy in resampled:
+                averages.append(_speedup_stats(lossless_speedup(
+                    [r for r in copy if r["method"] == reference], [r for r in copy if r["method"] == method],
+                    cost_key, metric, lower_is_better,
+                ))["average"])
+            usable = [value for value in averages if value is not None]
+            comparisons[name][cost_key]["interval"] = _interval(usable)
+            comparisons[name][cost_key]["resamples"] = len(usable)
             for entry in entries:
                 table[entry["budget"]]["speedups"].setdefault(name, {})[cost_key] = {
                     "speedup": entry["speedup"],
@@ -342,6 +378,11 @@ def _fmt_speedup(cell: Mapping[str, Any] | None) -> str:
     return f"{prefix}{cell['speedup']:.2f}x"
 
 
+def _fmt_interval(interval: Sequence[float] | None) -> str:
+    """" [lo, hi]" for an interval, "" when there is none."""
+    return "" if not interval else f" [{interval[0]:.2f}, {interval[1]:.2f}]"
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     """Markdown table lines (cells have "|" escaped)."""
     lines = [header, ["---"] * len(header), *rows]
@@ -377,7 +418,8 @@ def render_markdown(summary: Mapping[str, Any]) -> str:
         "better) / the method's cost, read off the curves made monotone. LSD = latency of one "
         "Dash step; seconds = wall clock. ≥ / ≤: the method's "
         f"{metric} lies outside the reference's range, so the value is only a bound; averages, "
-        "min and max use exact budgets only.",
+        "min and max use exact budgets only. [lo, hi]: 95 % bootstrap interval of the average "
+        f"(the samples' features resampled, {metric} and every read-off recomputed per resample).",
         "",
         "## Average lossless speedup",
         "",
@@ -386,7 +428,7 @@ def render_markdown(summary: Mapping[str, Any]) -> str:
         [
             name.replace("_", " "),
             COST_LABEL.get(cost_key, cost_key),
-            format_number(stats["average"], ".2f"),
+            format_number(stats["average"], ".2f") + _fmt_interval(stats.get("interval")),
             format_number(stats["min"], ".2f"),
             format_number(stats["max"], ".2f"),
             str(stats["exact_budgets"]),
@@ -396,7 +438,7 @@ def render_markdown(summary: Mapping[str, Any]) -> str:
         for cost_key, stats in by_cost.items()
     ]
     lines += markdown_table(
-        ["comparison", "cost", "average", "min", "max", "exact budgets", "bounds"], average_rows
+        ["comparison", "cost", "average [95 % interval]", "min", "max", "exact budgets", "bounds"], average_rows
     )
 
     methods = summary["methods"]

@@ -21,6 +21,7 @@ import torch
 from diffusers import DDPMScheduler
 from diffusers.schedulers.scheduling_utils import SchedulerOutput
 from diffusers.utils.torch_utils import randn_tensor
+from omegaconf import OmegaConf
 
 
 class VPSDEScheduler(DDPMScheduler):
@@ -111,3 +112,9 @@ def step_kwargs(scheduler: Any, generator: torch.Generator | list[torch.Generato
     if "generator" in inspect.signature(scheduler.step).parameters:
         return {"generator": generator}
     return {}
+
+
+def scheduler_options(scheduler_cfg: Any) -> dict[str, Any]:
+    """A scheduler config's own settings (``timestep_spacing``...), without Hydra's keys."""
+    return {k: v for k, v in OmegaConf.to_container(scheduler_cfg, resolve=True).items()
+            if not k.startswith("_") and k != "name"}

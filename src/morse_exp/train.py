@@ -17,7 +17,10 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 from morse_exp.checkpoints import save_dot
+from morse_exp.schedulers import scheduler_options
 from morse_exp.cli import entry_point, instantiate_logger, resolve_ckpt_path
+from morse_exp.schedule import JumpPattern
+from morse_exp.speed import machine_speed_ratio
 
 
 def build(cfg: DictConfig) -> dict[str, Any]:
@@ -31,10 +34,19 @@ def build(cfg: DictConfig) -> dict[str, Any]:
         dash=dash,
         dot=dot,
         scheduler=hydra.utils.instantiate(cfg.scheduler),
-        jump=jump,
+        max_gap=cfg.module.max_gap or jump.max_gap or widest_gap(cfg, jump, dash, dot),
         run_config=OmegaConf.to_container(cfg, resolve=True),
     )
     return {"datamodule": datamodule, "dash": dash, "dot": dot, "module": module}
+
+
+def widest_gap(cfg: DictConfig, jump: JumpPattern, dash: Any, dot: Any) -> int:
+    """The largest gap of ``jump``'s schedules at the evaluation budgets ``lsd_budgets``, with
+    this machine's stored N (a ``dot_share`` pattern's gaps follow from the budget and N)."""
+    speed_ratio = cfg.speed_ratio or machine_speed_ratio(
+        dash, dot, cfg.eval_batch_size, "cpu", "32", cfg.paths.cache_dir
+    )[0]
+    return max(jump.fit_budget(float(budget), speed_ratio).max_gap for budget in cfg.lsd_budgets)
 
 
 def run(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
@@ -54,7 +66,9 @@ def run(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     if trainer.is_global_zero:
         record = {
             "scheduler": cfg.scheduler.name,
+            "scheduler_options": scheduler_options(cfg.scheduler),
             "jump_stride": OmegaConf.to_container(cfg.jump_stride, resolve=True),
+            "coverage": objects["module"].coverage,
             "steps": trainer.global_step,
             # wall-clock seconds of this run's fit (validation included; a resumed run counts
             # only its own part)
