@@ -1,12 +1,22 @@
 # morse-exp: `make help` lists the targets.
-PYTHON ?= python
+# Everything runs in the project's own virtual environment, .venv/, created and installed on
+# first use; pip runs again only when pyproject.toml changes (the stamp .venv/.installed).
+VENV ?= .venv
+PYTHON ?= $(VENV)/bin/python
+STAMP := $(VENV)/.installed
 .DEFAULT_GOAL := help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-install:  ## install the package and its test tools (pip install -e ".[dev]")
-	$(PYTHON) -m pip install -e ".[dev]"
+$(VENV)/bin/python:
+	python3 -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(VENV)/bin/python
+	$(PYTHON) -m pip install --disable-pip-version-check -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv/ and install the package and its test tools into it (once)
 
 RUN_DIR ?= outputs/main
 run: install  ## the main job on the embedded default: train Dot, evaluate, write the speedup report
@@ -23,7 +33,7 @@ test-full: install  ## every test, slow ones included
 bench: install  ## speed and memory benchmarks -> outputs/bench/bench.json
 	$(PYTHON) -m morse_exp.bench
 
-format:  ## format and lint with ruff
+format: install  ## format and lint with ruff
 	$(PYTHON) -m pip install -q ruff
 	$(PYTHON) -m ruff format src tests benchmarks
 	$(PYTHON) -m ruff check --fix src tests benchmarks
