@@ -9,9 +9,16 @@ import torch
 from diffusers import DDPMScheduler
 from helpers import compose_config, save_tiny_dash, tiny_unet
 
+from morse_exp.cli import quiet_known_noise
 from morse_exp.dash import Dash
 
 torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _quiet_known_noise():
+    """The entry points' filters of messages nobody can act on, for runs called in-process."""
+    quiet_known_noise()
 
 
 @pytest.fixture

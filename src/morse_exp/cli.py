@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from omegaconf import DictConfig
+from omegaconf.errors import MissingMandatoryValue
 
 from morse_exp.data import DatasetNotFoundError
 from morse_exp.loading import DashLoadError
@@ -21,7 +24,21 @@ from morse_exp.loading import DashLoadError
 CONFIG_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "conf")
 
 # Expected failures caused by the user's input or machine: one line on stderr, exit code 2.
-USER_ERRORS = (DashLoadError, DatasetNotFoundError, ValueError, FileNotFoundError)
+USER_ERRORS = (DashLoadError, DatasetNotFoundError, ValueError, FileNotFoundError, MissingMandatoryValue)
+
+
+def quiet_known_noise() -> None:
+    """Silence, at their source, messages a user of this project cannot act on."""
+    # Lightning calls a torch API that torch has deprecated; nothing to change on our side.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    # Dash is frozen and kept in eval mode on purpose; Lightning warns of any eval-mode module.
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+    # Short epochs (11 batches on digits): metrics are logged by global step all the same.
+    warnings.filterwarnings("ignore", message=r"The number of training batches .* is smaller than the logging interval")
+    # An advertisement for a cloud service, printed by every Trainer.
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+        lambda record: not str(record.msg).startswith("\N{ELECTRIC LIGHT BULB} Tip")
+    )
 
 
 def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
@@ -34,6 +51,7 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
         @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=config_name)
         @functools.wraps(run)
         def main(cfg: DictConfig) -> Any:
+            quiet_known_noise()
             try:
                 run(cfg)
             except (*USER_ERRORS, InstantiationException) as error:
@@ -41,6 +59,9 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
                 if os.environ.get("MORSE_DEBUG") or not isinstance(cause, USER_ERRORS):
                     raise
                 message = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+                if isinstance(cause, MissingMandatoryValue):
+                    key = getattr(cause, "full_key", None) or message.rsplit(" ", 1)[-1]
+                    message = f"{key} is not set: give it on the command line, e.g. {key}=<value>"
                 print(f"error: {message}", file=sys.stderr)
                 if HydraConfig.get().mode == RunMode.MULTIRUN:
                     raise RuntimeError(message) from None  # this job fails, the sweep goes on

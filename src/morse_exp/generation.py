@@ -66,7 +66,8 @@ def generate(
     world, rank = (dist.get_world_size(), dist.get_rank()) if dist.is_initialized() else (1, 0)
     indices = list(range(rank, num_samples, world))
     images, seconds, decode_seconds = [], 0.0, 0.0
-    bar = tqdm(total=len(indices), desc=progress, disable=progress is None or rank != 0, leave=False)
+    # disable=None: no bar when stderr is not a terminal (a log file gets the sweep's lines instead)
+    bar = tqdm(total=len(indices), desc=progress, disable=True if progress is None or rank != 0 else None, leave=False)
     for start in range(0, len(indices), batch_size):
         chunk = indices[start : start + batch_size]
         with autocast(device, precision):

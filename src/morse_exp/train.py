@@ -17,9 +17,10 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 from morse_exp.checkpoints import save_dot
-from morse_exp.schedulers import scheduler_options
 from morse_exp.cli import entry_point, instantiate_logger, resolve_ckpt_path
+from morse_exp.progress import StepProgress
 from morse_exp.schedule import JumpPattern
+from morse_exp.schedulers import scheduler_options
 from morse_exp.speed import machine_speed_ratio
 
 
@@ -40,6 +41,18 @@ def build(cfg: DictConfig) -> dict[str, Any]:
     return {"datamodule": datamodule, "dash": dash, "dot": dot, "module": module}
 
 
+def check_steps(cfg: DictConfig, datamodule: Any) -> None:
+    """One-line ValueError when training would take no step (and save an untrained Dot)."""
+    if cfg.trainer.max_steps == 0:
+        raise ValueError("trainer.max_steps=0 trains nothing: use a positive number of steps")
+    images, batch = len(datamodule.split("train")), datamodule.batch_size
+    if images < batch:
+        raise ValueError(
+            f"dataset.batch_size={batch} is larger than the {images} training images: no full batch fits "
+            f"(the last partial batch is dropped), so no step would run; use dataset.batch_size<={images}"
+        )
+
+
 def widest_gap(cfg: DictConfig, jump: JumpPattern, dash: Any, dot: Any) -> int:
     """The largest gap of ``jump``'s schedules at the evaluation budgets ``lsd_budgets``, with
     this machine's stored N (a ``dot_share`` pattern's gaps follow from the budget and N)."""
@@ -54,10 +67,11 @@ def run(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     L.seed_everything(cfg.seed, workers=True)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.checkpoint.dirpath)
     objects = build(cfg)
+    check_steps(cfg, objects["datamodule"])
     trainer = hydra.utils.instantiate(
         cfg.trainer,
         logger=instantiate_logger(cfg),
-        callbacks=[hydra.utils.instantiate(cfg.checkpoint)],
+        callbacks=[hydra.utils.instantiate(cfg.checkpoint), StepProgress("train")],
     )
     start = time.perf_counter()
     trainer.fit(objects["module"], datamodule=objects["datamodule"], ckpt_path=ckpt_path)
