@@ -11,13 +11,13 @@ the ~10 s import of torch + lightning + diffusers again on these small CI machin
 from __future__ import annotations
 
 import csv
+import errno
 import glob
 import json
 import os
 import struct
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +26,8 @@ import torch
 from omegaconf import DictConfig
 from safetensors.torch import load_file
 
-from helpers import compose_config, save_tiny_dash
-from morse_exp import tracking
+from helpers import compose_config, run_cli_cases, save_tiny_dash, subprocess_env
+from morse_exp import atomic, tracking
 from morse_exp.train import build, run
 
 TINY_DOT = ["dot.width=8", "dot.norm_groups=4", "dot.lora_rank=2"]
@@ -58,64 +58,6 @@ def train(run_dir: Path, overrides: list[str]) -> dict[str, float]:
 
 def dot_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return load_file(run_dir / "dot" / "dot.safetensors")
-
-
-def subprocess_env(**extra: str) -> dict[str, str]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    env.pop("MORSE_DEBUG", None)
-    env.update(extra)
-    return env
-
-
-DRIVER = textwrap.dedent(
-    """
-    import json, os, sys
-    from morse_exp.train import main  # the heavy imports, once
-
-    cases = json.load(open(sys.argv[1]))
-    codes = []
-    for case in cases:
-        pid = os.fork()
-        if pid == 0:  # child: one `python -m morse_exp.train <argv>` run
-            for key in case["unset"]:
-                os.environ.pop(key, None)
-            os.environ.update(case["env"])
-            os.chdir(case["cwd"])
-            sys.stdout.flush(); sys.stderr.flush()
-            os.dup2(os.open(case["out"] + ".stdout", os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 1)
-            os.dup2(os.open(case["out"] + ".stderr", os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
-            sys.argv = ["morse_exp.train", *case["argv"]]
-            main()
-            sys.exit(0)
-        codes.append(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
-    print(json.dumps(codes))
-    """
-)
-
-
-def run_cli_cases(work: Path, cases: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Run each case as its own ``morse_exp.train`` process; {name: {rc, stdout, stderr}}."""
-    specs = []
-    for name, case in cases.items():
-        specs.append({
-            "argv": case["argv"], "env": case.get("env", {}), "unset": case.get("unset", []),
-            "cwd": str(case.get("cwd", work)), "out": str(work / name),
-        })
-    (work / "cases.json").write_text(json.dumps(specs))
-    done = subprocess.run(
-        [sys.executable, "-c", DRIVER, str(work / "cases.json")],
-        env=subprocess_env(HF_HOME=str(work / "hf")), cwd=work, capture_output=True, text=True, timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    codes = json.loads(done.stdout.strip().splitlines()[-1])
-    return {
-        name: {
-            "rc": rc,
-            "stdout": (work / f"{name}.stdout").read_text(),
-            "stderr": (work / f"{name}.stderr").read_text(),
-        }
-        for name, rc in zip(cases, codes, strict=True)
-    }
 
 
 def wandb_records(path: Path) -> list[Any]:
@@ -260,6 +202,28 @@ def test_resume_reproduces_uninterrupted_run(
         f"run's last.ckpt has epoch={stopped['epoch']} (0 if written at the end of epoch 0)"
     )
     assert json.loads((run_dir / "dot" / "dot.json").read_text())["steps"] == 2 * half
+
+
+def test_disk_full_while_saving_keeps_the_previous_checkpoint_and_resume_works(
+    tiny_dash: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A save that fails part-way (ENOSPC at the flush) leaves last.ckpt as it was; the run
+    then resumes from it and finishes."""
+    run_dir = tmp_path / "run"
+    train(run_dir, resume_overrides(tiny_dash, EPOCH_STEPS, EPOCH_STEPS))
+    good = (run_dir / "checkpoints" / "last.ckpt").read_bytes()
+
+    def disk_full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(atomic.os, "fsync", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        train(run_dir, [*resume_overrides(tiny_dash, 2 * EPOCH_STEPS, EPOCH_STEPS), "ckpt_path=last"])
+    assert (run_dir / "checkpoints" / "last.ckpt").read_bytes() == good
+    assert not list((run_dir / "checkpoints").glob(".*.tmp"))  # no half-written leftovers
+    monkeypatch.undo()
+    train(run_dir, [*resume_overrides(tiny_dash, 2 * EPOCH_STEPS, EPOCH_STEPS), "ckpt_path=last"])
+    assert json.loads((run_dir / "dot" / "dot.json").read_text())["steps"] == 2 * EPOCH_STEPS
 
 
 def test_resume_without_checkpoint_fails_clearly(tiny_dash: Path, tmp_path: Path) -> None:

@@ -16,11 +16,15 @@ from pathlib import Path
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory + os.replace."""
+    """Write ``data`` to ``path`` through a temporary file in the same directory, flushed to
+    disk, then os.replace. A failed write (disk full) leaves the previous file intact; a
+    symbolic link at ``path`` is replaced by the file, never written through."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:

@@ -9,11 +9,13 @@ another Dash or another Dot construction before any sampling starts.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
@@ -90,6 +92,12 @@ def load_dot_weights(dot: Dot, directory: str | Path) -> dict[str, Any]:
         weights = load_file(Path(directory) / WEIGHTS_NAME)
     except (SafetensorError, OSError) as error:
         raise ValueError(f"{Path(directory) / WEIGHTS_NAME} is not a readable safetensors file: {error}") from error
+    broken = [name for name, tensor in weights.items() if not torch.isfinite(tensor).all()]
+    if broken:
+        raise ValueError(
+            f"{Path(directory) / WEIGHTS_NAME} holds non-finite values ({len(broken)} tensors, e.g. {broken[0]}): "
+            "its training diverged; train it again with a lower module.lr"
+        )
     params = dict(dot.trainable_parameters())
     if set(weights) != set(params):
         raise ValueError(
@@ -100,3 +108,17 @@ def load_dot_weights(dot: Dot, directory: str | Path) -> dict[str, Any]:
         for name, tensor in weights.items():
             params[name].copy_(tensor)
     return record
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoints written with :func:`morse_exp.atomic.write_atomic`: a save that
+    fails part-way (disk full, a kill) leaves the previous checkpoint whole, so a run can
+    still resume from it."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(Path(path), buffer.getvalue())

@@ -40,8 +40,9 @@ from morse_exp.extractors import check_image_shape
 from morse_exp.fidelity import check_deterministic, psnr, ssim
 from morse_exp.generation import autocast, generate
 from morse_exp.images import save_grid
+from morse_exp.progress import Progress
 from morse_exp.report import read_results, write_report
-from morse_exp.schedule import DashSchedule, JumpPattern
+from morse_exp.schedule import MAX_LSD_BUDGET, DashSchedule, JumpPattern
 from morse_exp.schedulers import STOCHASTIC_SCHEDULERS, scheduler_options
 from morse_exp.speed import machine_speed_ratio
 
@@ -50,14 +51,33 @@ RESULT_KEYS = ("model", "dataset", "scheduler", "jump_stride", "dot", "metric", 
                "guidance_scale", "clip_score")
 
 
-def check_budgets(budgets: list[float]) -> list[float]:
-    """Budgets as floats; one-line ValueError unless every value is >= 1, sorted and unique."""
-    values = [float(b) for b in budgets]
-    if not values or any(not math.isfinite(b) or b < 1 for b in values):
-        raise ValueError(f"lsd_budgets={list(budgets)} is invalid: every budget must be a number >= 1 LSD")
+def check_budgets(budgets: Any) -> list[float]:
+    """Budgets as floats; one-line ValueError unless they are a list of numbers in
+    [1, MAX_LSD_BUDGET], sorted and unique."""
+    if isinstance(budgets, (str, bytes)) or not isinstance(budgets, Sequence):
+        raise ValueError(f"lsd_budgets={budgets!r} is invalid: give a list of budgets in LSD, e.g. lsd_budgets=[3,6,10]")
+    try:
+        values = [float(b) for b in budgets]
+    except (TypeError, ValueError):
+        values = [float("nan")]
+    if not values or any(not math.isfinite(b) or not 1 <= b <= MAX_LSD_BUDGET for b in values):
+        raise ValueError(f"lsd_budgets={list(budgets)} is invalid: every budget must be a number in "
+                         f"[1, {MAX_LSD_BUDGET}] LSD")
     if values != sorted(set(values)):
         raise ValueError(f"lsd_budgets={list(budgets)} is invalid: give them sorted and without duplicates")
     return values
+
+
+def check_run_settings(cfg: DictConfig) -> None:
+    """One-line ValueErrors for batch size, seed, device and precision, before any work."""
+    for key in ("batch_size", "seed"):
+        value, least = cfg.get(key), 1 if key == "batch_size" else 0
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"{key}={value!r} is invalid: use an integer >= {least}")
+    device = str(cfg.device)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={device} is invalid here: this machine has no CUDA GPU; use device=cpu")
+    autocast(device, cfg.precision)  # refuses an unknown precision
 
 
 def check_methods(methods: list[str], dot_checkpoint: str | None) -> list[str]:
@@ -136,10 +156,27 @@ def git_revision() -> str | None:
         return None
 
 
+OWN_FILES = ("results.jsonl", "speed_ratio.json", "samples", "config.yaml", "speedup.json", "speedup.md",
+             "fid_vs_lsd.png", "speedup_psnr.json", "speedup_psnr.md", "psnr_vs_lsd.png")
+
+
+def check_own_files(out_dir: Path) -> None:
+    """Refuse (one line) a run directory whose output files are symbolic links: evaluate
+    writes only inside its run directory, never through a link to somewhere else."""
+    for name in OWN_FILES:
+        path = out_dir / name
+        if path.is_symlink():
+            raise ValueError(
+                f"{path} is a symbolic link (to {os.readlink(path)}): evaluate writes only inside its run "
+                "directory; remove the link or choose another hydra.run.dir"
+            )
+
+
 def append_record(path: Path, record: dict[str, Any]) -> None:
-    """Append one JSON line with a single write + fsync (a crash leaves at most a cut last line)."""
+    """Append one JSON line with a single write + fsync (a crash leaves at most a cut last line);
+    never through a symbolic link."""
     line = (json.dumps(record, default=str) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     try:
         os.write(fd, line)
         os.fsync(fd)
@@ -252,8 +289,12 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 
     Every check that can fail runs before the first sample is drawn.
     """
+    check_run_settings(cfg)
+    check_own_files(Path(cfg.paths.output_dir))
     budgets = check_budgets(cfg.lsd_budgets)
     methods = check_methods(cfg.methods, cfg.dot_checkpoint)
+    if cfg.speed_ratio is not None:
+        check_speed_ratio(cfg.speed_ratio)
     jump = hydra.utils.instantiate(cfg.jump_stride)
     dot_record = check_dot_record(cfg)
     with_fidelity = fidelity_enabled(cfg)
@@ -310,8 +351,10 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         "config_hash": this_config, "dot_checkpoint": cfg.dot_checkpoint,
         "guidance_scale": cfg.guidance_scale,
     }
+    sweep = Progress("evaluate sweep (LSD x samples)", sum(plan[2].lsd(speed_ratio) for plan in todo) * metric.num_samples)
     for budget, method, schedule in todo:
         generated = draw(schedule, f"{method} @ {budget:g} LSD", method)
+        sweep.update(schedule.lsd(speed_ratio) * metric.num_samples, f"{method} @ {budget:g} LSD done")
         if not _is_main():
             continue
         scores = metric.compute(generated.images)
@@ -339,16 +382,19 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         if logger:
             logger.log_metrics({f"{method}/fid": scores["fid"], f"{method}/lsd": record["lsd"]},
                                step=round(budget * 100))
+    sweep.close()
     if not _is_main():
         return {}, {}
     records = [r for r in read_results(results_path) if r.get("config_hash") == this_config]
     paths = write_report(records, out_dir)
     if with_fidelity:
         write_report(records, out_dir, metric="psnr", lower_is_better=False)
-    OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
+    write_atomic(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True).encode())
     if logger:
         _log_table(logger, records, Path(paths.plot))
     print(Path(paths.markdown).read_text())
+    print(f"Report written to {out_dir}: {Path(paths.markdown).name}, {Path(paths.json).name}, "
+          f"{Path(paths.plot).name}, results.jsonl, samples/")
     summary = json.loads(Path(paths.json).read_text())
     return summary, {"records": records, "dash": dash, "dot": dot}
 
@@ -362,14 +408,28 @@ def _log_table(logger: Any, records: list[dict[str, Any]], plot: Path) -> None:
 
 
 def _read_finished(path: Path) -> list[dict[str, Any]]:
-    """Records of finished points; a cut last line (interrupted append) is removed from the file."""
+    """Records of finished points, checked before any sampling.
+
+    A last line without its newline is an interrupted append: completed with a newline if it
+    parses, cut off if it does not. Any other line that is not a JSON object is a one-line
+    ValueError naming the file and line (nothing is appended after it).
+    """
     if not path.is_file():
         return []
     content = path.read_bytes()
     if content and not content.endswith(b"\n"):
+        tail = content[content.rfind(b"\n") + 1 :]
+        try:
+            complete = isinstance(json.loads(tail), dict)
+        except ValueError:
+            complete = False
         with path.open("r+b") as handle:
-            handle.truncate(content.rfind(b"\n") + 1)
-    return read_results(path)
+            if complete:
+                handle.seek(0, os.SEEK_END)
+                handle.write(b"\n")
+            else:
+                handle.truncate(len(content) - len(tail))
+    return read_results(path, allow_cut_last=False)
 
 
 def _is_main() -> bool:

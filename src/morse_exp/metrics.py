@@ -128,6 +128,12 @@ class QualityMetrics:
         verbose: bool | None = None,
         seed: int = 2020,
     ) -> None:
+        if not extractor:
+            raise ValueError(
+                "metric.extractor is not set: no shipped feature extractor knows this dataset; fit one with "
+                "python -m morse_exp.fit_extractor dataset=<this dataset> name=<name>, then set "
+                "metric.extractor=<name> (or metric=inception for RGB images)"
+            )
         if (datamodule is None) == (reference is None):
             raise ValueError("QualityMetrics needs exactly one reference: datamodule=... (with reference_split) or reference=<tensor>")
         if reference_split not in ("train", "heldout"):

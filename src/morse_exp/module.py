@@ -92,6 +92,8 @@ class MorseModule(L.LightningModule):
             raise ValueError(f"jump_states={jump_states!r} is invalid: use one of {', '.join(JUMP_STATES)}")
         if not 0 <= prompt_dropout < 1:
             raise ValueError(f"prompt_dropout={prompt_dropout} is invalid: use a value in [0, 1)")
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < math.inf:
+            raise ValueError(f"module.lr={lr!r} is invalid: use a learning rate > 0, e.g. module.lr=1e-3")
         steps = [int(n) for n in fine_steps] if isinstance(fine_steps, Sequence) else []
         if len(steps) != 2 or not 2 <= steps[0] <= steps[1]:
             raise ValueError(f"fine_steps={fine_steps} is invalid: give a range [lo, hi] of step counts, 2 <= lo <= hi")
@@ -122,6 +124,11 @@ class MorseModule(L.LightningModule):
             n = self._draw_steps(generator)
             draws.append((n, _randint(n - 1, generator)))
         dot_mse, _ = self.rollout(batch[0], generator, batch[1], draws)
+        if not torch.isfinite(dot_mse):
+            raise ValueError(
+                f"train/dot_mse is {float(dot_mse)} at step {self.global_step}: training diverged; lower "
+                f"module.lr (now {self.lr:g}); the Dot was not saved"
+            )
         self.log("train/dot_mse", dot_mse, prog_bar=True)
         return dot_mse
 

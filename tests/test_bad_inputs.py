@@ -1,0 +1,78 @@
+"""Bad input through the real command lines: exit code 2, one ``error:`` line naming the key or
+file, no traceback, nothing already in the run directory changed."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import run_cli_cases
+
+EARLIER = b'{"method": "baseline", "lsd_budget": 3.0, "config_hash": "earlier"}\n'
+EVALUATE = ["methods=[baseline,reuse]", "logger=none", "metric.num_samples=100", "batch_size=100"]
+
+CASES: dict[str, tuple[str, list[str], list[str]]] = {
+    # name: (entry point, arguments, words the error line must contain)
+    "budgets_not_a_list": ("evaluate", ["lsd_budgets=5"], ["lsd_budgets=5", "list"]),
+    "budget_huge": ("evaluate", ["lsd_budgets=[3,1e9]"], ["lsd_budgets", "10000"]),
+    "budget_text": ("evaluate", ["lsd_budgets=[3,abc]"], ["lsd_budgets", "abc"]),
+    "batch_zero": ("evaluate", ["batch_size=0"], ["batch_size=0"]),
+    "batch_negative": ("evaluate", ["batch_size=-4"], ["batch_size=-4"]),
+    "seed_negative": ("evaluate", ["seed=-1"], ["seed=-1"]),
+    "speed_ratio_zero": ("evaluate", ["speed_ratio=0"], ["speed_ratio=0"]),
+    "speed_ratio_text": ("evaluate", ["speed_ratio=abc"], ["speed_ratio", "abc"]),
+    "no_gpu": ("evaluate", ["device=cuda"], ["device=cuda", "no CUDA GPU"]),
+    "dot_share_outside": ("evaluate", ["jump_stride=dot_share", "jump_stride.dot_share=1.5"], ["dot_share=1.5"]),
+    "budget_below_dash_and_dot": ("evaluate", ["jump_stride=dot_share", "speed_ratio=4", "lsd_budgets=[1.1]"],
+                                  ["1.1", "one Dash and one Dot step"]),
+    "folder_without_root": ("evaluate", ["dataset=image_folder"], ["dataset.root"]),
+    "folder_metric_without_extractor": ("evaluate", ["metric=image_folder"], ["metric.extractor", "fit_extractor"]),
+    "garbage_line": ("evaluate", [], ["results.jsonl:2", "not valid JSON"]),
+    "results_link": ("evaluate", [], ["results.jsonl", "symbolic link"]),
+    "lr_text": ("train", ["module.lr=abc"], ["module.lr"]),
+    "no_steps": ("train", ["trainer.max_steps=0"], ["trainer.max_steps=0"]),
+    "batch_above_split": ("train", ["dataset.batch_size=5000"], ["dataset.batch_size=5000", "1437"]),
+    "diverging": ("train", ["module.lr=1e30", "trainer.max_steps=30", "module.warmup_steps=1"],
+                  ["diverged", "module.lr"]),
+}
+
+
+def checksums(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    work = tmp_path_factory.mktemp("bad_inputs")
+    cases, before = {}, {}
+    for name, (entry, argv, _) in CASES.items():
+        run_dir = work / name / "run"
+        run_dir.mkdir(parents=True)
+        earlier = EARLIER + (b"not json at all\n" + EARLIER if name == "garbage_line" else b"")
+        if name == "results_link":  # results.jsonl links to a file outside the run directory
+            (work / name / "outside.jsonl").write_bytes(earlier)
+            (run_dir / "results.jsonl").symlink_to(work / name / "outside.jsonl")
+        else:
+            (run_dir / "results.jsonl").write_bytes(earlier)
+        common = EVALUATE if entry == "evaluate" else ["logger=none"]
+        cases[name] = {"entry": entry, "argv": [*common, *argv, f"hydra.run.dir={run_dir}",
+                                                f"paths.cache_dir={work / 'cache'}"]}
+        before[name] = checksums(work / name)
+    outcome = run_cli_cases(work, cases)
+    for name in CASES:
+        after = checksums(work / name)  # Hydra adds run/.hydra/; earlier files must stay as they were
+        outcome[name]["unchanged"] = {key: after.get(key) for key in before[name]} == before[name]
+    return outcome
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input_is_one_error_line_with_exit_2_and_leaves_the_run_dir_alone(results, name):
+    result, words = results[name], CASES[name][2]
+    assert result["rc"] == 2, result["stderr"][-2000:]
+    assert "Traceback" not in result["stderr"], result["stderr"][-2000:]
+    line = result["stderr"].strip().splitlines()[-1]
+    assert line.startswith("error: ") and all(word in line for word in words), line
+    assert result["unchanged"]
