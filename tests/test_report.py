@@ -283,3 +283,20 @@ def test_bootstrap_interval_of_the_average_speedup_has_the_known_answer():
 def test_no_interval_without_bootstrap_resamples():
     stats = summarize(three_curves())["comparisons"]["morse_vs_baseline"]["lsd"]
     assert stats["interval"] is None and stats["resamples"] == 0
+
+
+def test_plot_labels_its_axes_and_ticks_every_method_budget():
+    from morse_exp.report import render_plot
+
+    records = [*make_records("baseline", 100.0, [float(b) for b in range(2, 41)]),
+               *make_records("morse", 50.0, [3.0, 4.0, 6.0, 10.0])]
+    drawn: list[dict] = []
+    png = render_plot(summarize(records), drawn)
+    assert png.startswith(b"\x89PNG")
+    lsd, seconds = drawn
+    assert lsd["xticks"] == [3.0, 4.0, 6.0, 10.0, 40.0]  # the method's budgets and the baseline's reach
+    assert lsd["xlabel"] == "cost (LSD, log scale)" and lsd["ylabel"].startswith("FID")
+    assert seconds["xlabel"] == "cost (seconds, log scale)"
+    for panel in drawn:  # every curve joined in order of its cost
+        for points in panel["curves"].values():
+            assert [x for x, _ in points] == sorted(x for x, _ in points)

@@ -34,7 +34,7 @@ from typing import Any, Literal, NamedTuple, TypedDict
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator
 
 from morse_exp.atomic import write_atomic
 
@@ -399,11 +399,14 @@ def model_label(source: Any) -> str:
 
 
 def _title(summary: Mapping[str, Any]) -> str:
-    """One line naming model, dataset, scheduler, extractor and sample count."""
+    """One line naming model, dataset, scheduler, what the metric measures and the sample count."""
+    if summary["metric"] in ("psnr", "ssim"):
+        measured = f"{summary['metric'].upper()} against every-step Dash from the same noise"
+    else:
+        measured = f"{summary['metric'].upper()} with {summary['extractor']} features"
     return (
         f"{model_label(summary['model'])} on {summary['dataset']}, {summary['scheduler']} scheduler; "
-        f"{summary['metric'].upper()} with {summary['extractor']} features, "
-        f"{summary['num_samples']} samples"
+        f"{measured}, {summary['num_samples']} samples"
     )
 
 
@@ -507,10 +510,15 @@ def _throughput_lines(summary: Mapping[str, Any]) -> list[str]:
                         f"images/s baseline at that {summary['metric']}"], rows)]
 
 
-def _plot_curves(axes: Axes, summary: Mapping[str, Any], cost_key: str) -> None:
-    """Metric vs cost (log x) for every method of the summary, on ``axes``."""
+def _plot_curves(axes: Axes, summary: Mapping[str, Any], cost_key: str) -> dict[str, Any]:
+    """Metric vs cost (log x) for every method of the summary, on ``axes``.
+
+    Each curve is joined in order of cost. On the LSD axis the ticks are the budgets of the
+    methods other than the baseline (and the baseline's largest), labelled as numbers. Returns
+    what was drawn: ``{"curves": {method: [(cost, value), ...]}, "xticks", "xlabel", "ylabel"}``.
+    """
     metric = summary["metric"]
-    values = []
+    values, curves = [], {}
     for method in summary["methods"]:
         points = sorted(
             (row["methods"][method][cost_key], row["methods"][method][metric])
@@ -527,6 +535,7 @@ def _plot_curves(axes: Axes, summary: Mapping[str, Any], cost_key: str) -> None:
             label += f" (avg {versus_baseline['average']:.2f}x vs baseline)"
         costs, qualities = zip(*points, strict=True)
         values += qualities
+        curves[method] = points
         axes.plot(costs, qualities, label=label, **METHOD_STYLE.get(method, {"marker": "x"}))
     log_axes = [axes.xaxis]
     if values and min(values) > 0 and max(values) / min(values) > 10:
@@ -537,19 +546,31 @@ def _plot_curves(axes: Axes, summary: Mapping[str, Any], cost_key: str) -> None:
         axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         axis.set_minor_formatter(NullFormatter())
+    xticks: list[float] = []
+    if cost_key == "lsd":
+        budgets = {row["budget"] for row in summary["table"] if set(row["methods"]) - {"baseline"}}
+        baseline = [row["budget"] for row in summary["table"] if "baseline" in row["methods"]]
+        xticks = sorted(budgets | ({max(baseline)} if baseline else set()))
+        if xticks:
+            axes.set_xticks(xticks)
+            axes.xaxis.set_minor_locator(NullLocator())
     axes.set_xlabel(f"cost ({COST_LABEL.get(cost_key, cost_key)}, log scale)")
     direction = "lower" if summary["lower_is_better"] else "higher"
     axes.set_ylabel(f"{metric.upper()} ({direction} is better)")
     axes.grid(True, which="both", alpha=0.3)
     axes.legend()
+    return {"curves": curves, "xticks": xticks, "xlabel": axes.get_xlabel(), "ylabel": axes.get_ylabel()}
 
 
-def render_plot(summary: Mapping[str, Any]) -> bytes:
-    """``fid_vs_lsd.png``: one panel of metric vs cost per cost key, as PNG bytes."""
+def render_plot(summary: Mapping[str, Any], drawn: list[dict[str, Any]] | None = None) -> bytes:
+    """``fid_vs_lsd.png``: one panel of metric vs cost per cost key, as PNG bytes; ``drawn``
+    (if given) receives each panel's :func:`_plot_curves` record."""
     cost_keys = summary["cost_keys"]
     figure = Figure(figsize=(6 * len(cost_keys), 4.8))
     for index, cost_key in enumerate(cost_keys):
-        _plot_curves(figure.add_subplot(1, len(cost_keys), index + 1), summary, cost_key)
+        panel = _plot_curves(figure.add_subplot(1, len(cost_keys), index + 1), summary, cost_key)
+        if drawn is not None:
+            drawn.append(panel)
     figure.suptitle(_title(summary))
     return figure_bytes(figure)
 
@@ -577,11 +598,12 @@ def write_report(
     return paths
 
 
-def read_results(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+def read_results(path: str | os.PathLike[str], allow_cut_last: bool = True) -> list[dict[str, Any]]:
     """Records of a ``results.jsonl`` file (one JSON object per line).
 
     Blank lines are skipped. A last line that is not valid JSON (a write that was cut off) is
-    ignored with a warning; invalid JSON anywhere else raises ValueError.
+    ignored with a warning when ``allow_cut_last``; invalid JSON anywhere else raises a
+    one-line ValueError naming the file and line.
     """
     lines = [
         (number, line)
@@ -593,13 +615,15 @@ def read_results(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as error:
-            if position == len(lines) - 1:
+            if allow_cut_last and position == len(lines) - 1:
                 warnings.warn(
                     f"{path}:{number}: ignoring a truncated last line (interrupted write?)",
                     stacklevel=2,
                 )
                 continue
-            raise ValueError(f"{path}:{number}: not valid JSON ({error})") from error
+            raise ValueError(
+                f"{path}:{number}: not valid JSON ({error}): fix or delete that line, or start a new run directory"
+            ) from error
         if not isinstance(record, dict):
             kind = type(record).__name__
             raise ValueError(f"{path}:{number}: expected a JSON object, got {kind}")

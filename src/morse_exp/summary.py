@@ -68,11 +68,13 @@ def read_overrides(run_dir: str | os.PathLike[str]) -> list[str]:
 
 
 SUMMARY_COLUMNS: tuple[str, ...] = (
-    "run", "overrides", "model", "dataset", "scheduler", "extractor", "num_samples",
-    "lsd_average", "lsd_min", "lsd_max", "seconds_average", "seconds_min", "seconds_max",
-    "morse_vs_reuse_lsd_average", "exact_budgets", "bounded_budgets",
+    "run", "overrides", "model", "dataset", "scheduler", "extractor", "num_samples", "method",
+    "lsd_average", "lsd_low", "lsd_high", "lsd_min", "lsd_max", "seconds_average", "seconds_min", "seconds_max",
+    "morse_vs_reuse_lsd_average", "oracle_lsd_average", "exact_budgets", "bounded_budgets",
 )  # fmt: skip
-"""Columns of ``summary.csv``; the speedups are Morse vs baseline unless named otherwise."""
+"""Columns of ``summary.csv``: the speedups are ``method`` (Morse, or reuse in a run without
+Morse) vs baseline unless named otherwise; ``lsd_low``/``lsd_high`` bound the 95 % bootstrap
+interval of the LSD average; ``oracle_lsd_average`` is the pattern's ceiling."""
 
 
 def _summary_row(run_dir: Path, relative_to: Path) -> dict[str, Any]:
@@ -81,19 +83,24 @@ def _summary_row(run_dir: Path, relative_to: Path) -> dict[str, Any]:
         summary = summarize(read_results(run_dir / "results.jsonl"))
     except ValueError as error:
         raise ValueError(f"{run_dir}: {error}") from error
-    empty = {"average": None, "min": None, "max": None, "exact_budgets": 0, "bounded_budgets": 0}
-    versus_baseline = summary["comparisons"].get("morse_vs_baseline", {})
+    empty = {"average": None, "min": None, "max": None, "exact_budgets": 0, "bounded_budgets": 0, "interval": None}
+    method = "morse" if "morse_vs_baseline" in summary["comparisons"] else "reuse"
+    versus_baseline = summary["comparisons"].get(f"{method}_vs_baseline", {})
     versus_reuse = summary["comparisons"].get("morse_vs_reuse", {})
     by_lsd = versus_baseline.get("lsd", empty)
     by_seconds = versus_baseline.get("seconds", empty)
+    interval = by_lsd.get("interval") or [None, None]
     return {
         "run": os.path.relpath(run_dir, relative_to),
         "overrides": " ".join(read_overrides(run_dir)),
         **{key: summary[key] for key in CONTEXT_KEYS},
         "model": model_label(summary["model"]),
+        "method": method,
         **{f"lsd_{stat}": by_lsd[stat] for stat in ("average", "min", "max")},
+        "lsd_low": interval[0], "lsd_high": interval[1],
         **{f"seconds_{stat}": by_seconds[stat] for stat in ("average", "min", "max")},
         "morse_vs_reuse_lsd_average": versus_reuse.get("lsd", empty)["average"],
+        "oracle_lsd_average": summary["comparisons"].get("oracle_vs_baseline", {}).get("lsd", empty)["average"],
         "exact_budgets": by_lsd["exact_budgets"],
         "bounded_budgets": by_lsd["bounded_budgets"],
     }
@@ -102,29 +109,33 @@ def _summary_row(run_dir: Path, relative_to: Path) -> dict[str, Any]:
 def _summary_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     """``summary.md``: one row per run."""
     header = [
-        "run", "overrides", "model", "dataset", "scheduler", "extractor", "samples",
-        "LSD avg", "LSD min", "LSD max", "seconds avg", "seconds min", "seconds max",
-        "morse vs reuse (LSD avg)", "exact / bound budgets",
+        "run", "overrides", "model", "dataset", "scheduler", "extractor", "samples", "method",
+        "LSD avg [95 %]", "LSD min", "LSD max", "seconds avg", "seconds min", "seconds max",
+        "morse vs reuse (LSD avg)", "oracle (LSD avg)", "exact / bound budgets",
     ]  # fmt: skip
     body = [
         [
             row["run"], row["overrides"] or "(none)",
-            *(str(row[key]) for key in CONTEXT_KEYS),
+            *(str(row[key]) for key in CONTEXT_KEYS), row["method"],
+            format_number(row["lsd_average"], ".2f")
+            + (f" [{row['lsd_low']:.2f}, {row['lsd_high']:.2f}]" if row["lsd_low"] is not None else ""),
             *(
                 format_number(row[f"{cost}_{stat}"], ".2f")
-                for cost in ("lsd", "seconds")
-                for stat in ("average", "min", "max")
+                for cost, stats in (("lsd", ("min", "max")), ("seconds", ("average", "min", "max")))
+                for stat in stats
             ),
             format_number(row["morse_vs_reuse_lsd_average"], ".2f"),
+            format_number(row["oracle_lsd_average"], ".2f"),
             f"{row['exact_budgets']} / {row['bounded_budgets']}",
         ]  # fmt: skip
         for row in rows
     ]
     lines = [
-        "# Lossless speedup of Morse over the baseline, per run",
+        "# Lossless speedup over the baseline, per run",
         "",
-        "Speedups are Morse vs baseline over the exactly defined budgets (bounds left out), "
-        "in LSD (latency of one Dash step) and in wall-clock seconds.",
+        "Speedups are the run's method (Morse, or reuse where a run has no Morse) vs baseline over "
+        "the exactly defined budgets (bounds left out), in LSD (latency of one Dash step) and in "
+        "wall-clock seconds; [95 %]: bootstrap interval; oracle: the pattern's ceiling.",
         "",
         *markdown_table(header, body),
     ]
@@ -154,6 +165,7 @@ def _summary_plot(rows: Sequence[Mapping[str, Any]]) -> bytes:
     shared = set.intersection(*map(set, overrides)) if len(rows) > 1 else set()
     common = os.path.commonpath([row["run"] for row in rows]) if len(rows) > 1 else ""
     places = [textwrap.fill(os.path.relpath(row["run"], common) if common else row["run"], 24) for row in rows]
+    places = [row["run"] if place == "." else place for place, row in zip(places, rows, strict=True)]
     labels = ["\n".join(textwrap.fill(item, 24) for item in items if item not in shared) for items in overrides]
     # a run is named by its place when its settings alone do not tell it from another run
     labels = [place if not label else label + "\n" + place if labels.count(label) > 1 else label
@@ -171,7 +183,7 @@ def _summary_plot(rows: Sequence[Mapping[str, Any]]) -> bytes:
     axes.axhline(1.0, color="black", linewidth=1, linestyle="--", zorder=0.5)  # behind bars
     axes.set_xticks(list(positions), labels, fontsize=8)
     axes.set_ylabel("lossless speedup in LSD (average, min-max)")
-    title = "Morse vs baseline, per run"
+    title = " / ".join(sorted({row["method"] for row in rows})).replace("morse", "Morse") + " vs baseline, per run"
     axes.set_title(title + (f" ({' '.join(sorted(shared))})" if shared else ""), fontsize=10)
     axes.grid(True, axis="y", alpha=0.3)
     return figure_bytes(figure)
