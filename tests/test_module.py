@@ -52,7 +52,7 @@ def test_step_counts_are_drawn_log_uniformly_within_the_range(dash):
     module = MorseModule(dash, dot, lambda base_config: make_scheduler("ddim", base_config), max_gap=2,
                          fine_steps=[4, 64])
     generator = torch.Generator().manual_seed(0)
-    draws = [module._draw_steps(generator) for _ in range(2000)]
+    draws = [module._draw(generator)[0] for _ in range(2000)]
     assert min(draws) == 4 and max(draws) == 64
     below_16 = sum(n < 16 for n in draws) / len(draws)
     assert 0.4 < below_16 < 0.6  # log-uniform: 4..16 is half of 4..64

@@ -264,22 +264,22 @@ def fidelity_enabled(cfg: DictConfig) -> bool:
 
 
 def check_dot_record(cfg: DictConfig) -> dict[str, Any] | None:
-    """The trained Dot's record, refused (one line) when made for another scheduler."""
+    """The trained Dot's record, refused (one line) when made for another scheduler or other
+    scheduler options (timestep spacing...)."""
     if not cfg.dot_checkpoint:
         return None
     record = read_record(cfg.dot_checkpoint)
-    trained_options = record.get("scheduler_options")
-    options = scheduler_options(cfg.scheduler)
-    if record.get("scheduler") == cfg.scheduler.name and trained_options is not None and trained_options != options:
-        raise ValueError(
-            f"Dot {cfg.dot_checkpoint} was trained for scheduler options {trained_options}, this run samples "
-            f"with {options}: train one for them or set the scheduler's options as trained"
-        )
     if record.get("scheduler") != cfg.scheduler.name:
         raise ValueError(
             f"Dot {cfg.dot_checkpoint} was trained for scheduler {record.get('scheduler')!r}, "
             f"this run samples with {cfg.scheduler.name!r}: train one for it or set scheduler="
             f"{record.get('scheduler')}"
+        )
+    trained, options = record.get("scheduler_options"), scheduler_options(cfg.scheduler)
+    if trained is not None and trained != options:
+        raise ValueError(
+            f"Dot {cfg.dot_checkpoint} was trained for scheduler options {trained}, this run samples "
+            f"with {options}: train one for them or set the scheduler's options as trained"
         )
     return record
 

@@ -1,9 +1,10 @@
 """The LightningModule that trains Dot against a frozen Dash.
 
 One training example is a short stretch of a sampling trajectory: a fine step count n (drawn
-log-uniformly from ``fine_steps = [lo, hi]``), a jump point s (uniform over 0..n-2), x_ts (``jump_states="forward"``: from data by
-the scheduler's forward process; ``"sampled"``: by Morse's own sampler from pure noise, the
-current Dot at its steps, i.e. the states Dot meets at inference), z_ts = Dash(x_ts, t_s), then the scheduler's own steps to the following Dot steps
+log-uniformly from ``fine_steps = [lo, hi]``), a jump point s (uniform over 0..n-2), x_ts
+(``jump_states="forward"``: from data by the scheduler's forward process; ``"sampled"``: by
+Morse's own sampler from pure noise, the current Dot at its steps, i.e. the states Dot meets
+at inference), z_ts = Dash(x_ts, t_s), then the scheduler's own steps to the following Dot steps
 i = s+1, ..., s+K-1 (K = ``max_gap``, the largest Dash-to-Dash gap evaluation will use, so
 every gap 1..K-1 is trained). At each, Dot is regressed onto Dash without jumps:
 
@@ -97,9 +98,8 @@ class MorseModule(L.LightningModule):
         steps = [int(n) for n in fine_steps] if isinstance(fine_steps, Sequence) else []
         if len(steps) != 2 or not 2 <= steps[0] <= steps[1]:
             raise ValueError(f"fine_steps={fine_steps} is invalid: give a range [lo, hi] of step counts, 2 <= lo <= hi")
-        for key, value in (("draws_per_batch", draws_per_batch), ("val_steps", val_steps)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < (1 if key == "draws_per_batch" else 2):
-                raise ValueError(f"module.{key}={value!r} is invalid: use an integer >= {1 if key == 'draws_per_batch' else 2}")
+        _check_count("draws_per_batch", draws_per_batch, least=1)
+        _check_count("val_steps", val_steps, least=2)
         self.dash = dash
         self.dot = dot
         self.max_gap = max_gap
@@ -119,10 +119,7 @@ class MorseModule(L.LightningModule):
     # ----------------------------------------------------------------- steps
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         generator = self._generator(self.global_step * self.trainer.world_size + self.global_rank)
-        draws = []
-        for _ in range(min(self.draws_per_batch, len(batch[0]))):
-            n = self._draw_steps(generator)
-            draws.append((n, _randint(n - 1, generator)))
+        draws = [self._draw(generator) for _ in range(min(self.draws_per_batch, len(batch[0])))]
         dot_mse, _ = self.rollout(batch[0], generator, batch[1], draws)
         if not torch.isfinite(dot_mse):
             raise ValueError(
@@ -164,9 +161,7 @@ class MorseModule(L.LightningModule):
             (dot_mse, reuse_mse): scalars, means over every Dot step of every sample; only
             dot_mse carries gradients.
         """
-        if draws is None:
-            n = self._draw_steps(generator)
-            draws = [(n, _randint(n - 1, generator))]
+        draws = draws or [self._draw(generator)]
         context = self._dropped(context, generator)
         dot_sums, reuse_sums, counts = [], [], 0
         for (n, s), rows in zip(draws, torch.tensor_split(torch.arange(len(images)), len(draws)), strict=True):
@@ -221,11 +216,13 @@ class MorseModule(L.LightningModule):
                 x = scheduler.step(estimate.detach(), t_i, x, **step_options).prev_sample
         return torch.stack(dot_losses).mean(), torch.stack(reuse_losses).mean(), len(dot_losses)
 
-    def _draw_steps(self, generator: torch.Generator) -> int:
-        """n, log-uniform over ``fine_steps`` = [lo, hi] (budgets are spread geometrically)."""
+    def _draw(self, generator: torch.Generator) -> tuple[int, int]:
+        """(n, s): n log-uniform over ``fine_steps`` = [lo, hi] (budgets are spread
+        geometrically), the jump point s uniform over 0..n-2."""
         lo, hi = self.fine_steps
         u = float(torch.rand((), generator=generator))
-        return min(hi, max(lo, round(math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo))))))
+        n = min(hi, max(lo, round(math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo))))))
+        return n, _randint(n - 1, generator)
 
     def _scheduler(self, n: int) -> Any:
         if n not in self._schedulers:
@@ -290,6 +287,11 @@ class MorseModule(L.LightningModule):
 def _prepared(scheduler: Any, n: int) -> Any:
     scheduler.set_timesteps(n)
     return scheduler
+
+
+def _check_count(key: str, value: Any, least: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ValueError(f"module.{key}={value!r} is invalid: use an integer >= {least}")
 
 
 def _randint(high: int, generator: torch.Generator) -> int:
