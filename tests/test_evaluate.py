@@ -190,3 +190,26 @@ def test_oracle_reaches_the_ceiling_formula_of_its_pattern(tmp_path, run_config)
                 if "oracle_vs_baseline" in row["speedups"]]
     assert [cell["bound"] for cell in speedups] == [None, None]
     assert [cell["speedup"] for cell in speedups] == pytest.approx([ceiling, ceiling], rel=1e-3)
+
+
+def test_two_runs_on_one_machine_use_the_same_stored_n(tiny_dash_dir, dot_dir, tmp_path, run_config, monkeypatch):
+    """N is measured once per machine and models, then read back: a second run (e.g. under
+    another load) gets the same N, the same schedules and the same FIDs."""
+    import morse_exp.speed as speed
+
+    measured = iter([3.0, 9.0])  # the second measurement would differ, as under load
+    monkeypatch.setattr(speed, "measure_speed_ratio", lambda *a, **k: speed.SpeedMeasurement(
+        100, next(measured), 1.0))
+
+    def sweep(run_dir, *extra):
+        cfg = run_config("evaluate", [f"model.pretrained={tiny_dash_dir}", *TINY, "speed_ratio=null",
+                                      f"dot_checkpoint={dot_dir}", "baseline_reach=1", "bootstrap.resamples=0",
+                                      f"metric.extractors_dir={tmp_path}/extractors",
+                                      f"paths.cache_dir={tmp_path}/cache", *extra], run_dir)
+        return run(cfg)[1]["records"]
+
+    first, second = sweep(tmp_path / "a"), sweep(tmp_path / "b")
+    assert {r["speed_ratio"] for r in first + second} == {3.0}
+    assert [(r["method"], r["num_steps"], r["fid"]) for r in first] == [(r["method"], r["num_steps"], r["fid"]) for r in second]
+    remeasured = sweep(tmp_path / "c", "remeasure_speed=true")
+    assert {r["speed_ratio"] for r in remeasured} == {9.0}

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # The operating point on the embedded default (digits, DDIM with trailing spacing).
-# One Dot trained for every gap up to 6 (module.max_gap=6) is evaluated under strides 2..5 and
-# the paper's k = B/2 split (dot_share=0.5), ending on Dot steps or on a Dash step; every
-# pattern runs beside reuse (untrained Dot) and the oracle Dot (its ceiling), with the
+# One Dot trained for every gap up to 6 (module.max_gap=6) is evaluated under strides 2..6;
+# every pattern runs beside reuse (untrained Dot) and the oracle Dot (its ceiling), with the
 # baseline extended to 4x the largest budget and 95 % bootstrap intervals.
 # Settings are chosen on seed set A (seed=0, 1,000 samples) and the chosen pattern is
 # reported on seed set B (seed=1, 2,000 samples), never seen while choosing.
@@ -13,9 +12,12 @@ OUT=outputs/experiments/digits_operating_point
 HERE=experiments/digits_operating_point
 BUDGETS="[3,4,6,8,10,14,20]"
 export OMP_NUM_THREADS=1
+# The paper's k = B/2 (jump_stride=dot_share) needs gaps of about N + 1 = 6.6 here and more at
+# 4 LSD (2 Dash + 11 Dot steps): evaluate refuses it for this Dot (trained for gaps <= 6), so
+# stride 6 (5 Dot steps per Dash step, 47 % of the cost on Dot at N = 5.6) stands in for it.
 PATTERNS=("jump_stride=stride2" "jump_stride=stride3" "jump_stride=stride4" "jump_stride=stride5"
-          "jump_stride=dot_share" "jump_stride=dot_share jump_stride.end=dash")
-name() { echo "$*" | sed 's/jump_stride=//; s/ jump_stride\./_/; s/=/_/g'; }
+          "jump_stride.stride=6")
+name() { echo "$*" | sed 's/jump_stride[=.]//; s/ jump_stride\./_/; s/=//g'; }
 
 [ -f $OUT/train_k6/dot/dot.json ] || python -m morse_exp.train module.max_gap=6 hydra.run.dir=$OUT/train_k6
 
