@@ -244,3 +244,31 @@ def test_fid_bootstrap_resamples_the_samples_against_fixed_reference_statistics(
     shifted = metrics.fid_bootstrap((samples + 0.3).clamp(-1, 1), 40, seed=3)
     assert all(b > a for a, b in zip(first, shifted, strict=True))
     assert metrics.fid_bootstrap(samples, 0) == []
+
+
+class _Payload:
+    """A pickle that, when loaded with weights_only=False, creates a marker file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_a_pickle_planted_in_the_metric_cache_never_runs(digits, tmp_path, no_user_extractors):
+    train = digits.images("train")
+    reference, samples = train[:700], train[700:1400]
+    metrics = QualityMetrics("digits_classifier", reference=reference, cache_dir=tmp_path / "cache",
+                             extractors_dir=no_user_extractors, kid_subsets=10)
+    clean = metrics(samples)["fid"]
+    cached = sorted((tmp_path / "cache").glob("ref-*.pt"))
+    assert cached, "torch-fidelity cached nothing: the test would prove nothing"
+    marker = tmp_path / "payload_ran"
+    for path in cached:  # every cached file of the reference becomes a payload
+        torch.save({"mu": _Payload(marker)}, path)
+    with pytest.warns(UserWarning, match="holds more than tensors and arrays: deleted"):
+        again = metrics(samples)["fid"]
+    assert not marker.exists()
+    assert again == pytest.approx(clean)
+    assert oct((tmp_path / "cache").stat().st_mode & 0o777) == "0o700"

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +85,35 @@ class SplitImages(Dataset):
     def __getitem__(self, index: int) -> torch.Tensor:
         image = to_uint8(self.datamodule.split(self.split)[self.indices[index]][0][None])[0]
         return image.expand(3, -1, -1).contiguous() if self.to_rgb else image
+
+
+# What torch-fidelity's cached reference statistics may hold besides tensors: numpy arrays.
+_SAFE_NUMPY = [getattr(np, "_core", getattr(np, "core", None)).multiarray._reconstruct, np.ndarray, np.dtype,
+               type(np.dtype(np.float32)), type(np.dtype(np.float64))]
+
+
+def check_cache(cache_dir: Path, cache_name: str) -> None:
+    """Make torch-fidelity's cache safe to read before it reads it.
+
+    torch-fidelity loads its cache with ``torch.load(weights_only=False)``, which runs any
+    pickle. So the cache directory must belong to the user (it is made private, 0700), and
+    every cached file of this reference must load under ``weights_only=True`` (tensors and
+    numpy arrays only); one that does not is deleted, with a warning, and recomputed: a
+    planted payload never runs.
+    """
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    owner = cache_dir.stat().st_uid
+    if owner != os.getuid():
+        raise ValueError(f"metric.cache_dir={cache_dir} belongs to another user (uid {owner}): use a cache "
+                         "directory of your own")
+    os.chmod(cache_dir, 0o700)
+    for path in sorted(cache_dir.glob(f"{cache_name}-*.pt")):
+        try:
+            with torch.serialization.safe_globals(_SAFE_NUMPY):
+                torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001  (any refusal: the file is not plain data)
+            warnings.warn(f"{path} holds more than tensors and arrays: deleted, it will be recomputed", stacklevel=2)
+            path.unlink()
 
 
 class QualityMetrics:
@@ -290,7 +321,7 @@ class QualityMetrics:
         self._check_reference_shape()
         self._check_count(len(reference), "reference images", self._REFERENCE_REMEDY)
         kid_subset_size = min(KID_SUBSET_SIZE, len(samples), len(reference))
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        check_cache(self.cache_dir, cache_name)
         result = torch_fidelity.calculate_metrics(
             **self._fidelity_inputs(samples, reference, cache_name),
             fid=True,
@@ -347,6 +378,7 @@ class QualityMetrics:
         if resamples < 1:
             return []
         reference, cache_name, _ = self._reference_dataset()
+        check_cache(self.cache_dir, cache_name)
         inputs = self._fidelity_inputs(samples, reference, cache_name)
         layer = utils.resolve_feature_layer_for_metric("fid", **inputs)
         extractor = utils.create_feature_extractor(inputs["feature_extractor"], [layer], **inputs)
