@@ -34,6 +34,8 @@ CASES: dict[str, tuple[str, list[str], list[str]]] = {
     "lr_text": ("train", ["module.lr=abc"], ["module.lr"]),
     "no_steps": ("train", ["trainer.max_steps=0"], ["trainer.max_steps=0"]),
     "batch_above_split": ("train", ["dataset.batch_size=5000"], ["dataset.batch_size=5000", "1437"]),
+    "corrupt_checkpoint": ("train", ["ckpt_path=last"], ["ckpt_path=last", "not a valid checkpoint"]),
+    "wrong_image_size": ("train", ["dataset=emoji32"], ["emoji32 images have shape (3, 32, 32)", "(1, 8, 8)"]),
     "diverging": ("train", ["module.lr=1e30", "trainer.max_steps=30", "module.warmup_steps=1"],
                   ["diverged", "module.lr"]),
 }
@@ -52,6 +54,9 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any
         run_dir = work / name / "run"
         run_dir.mkdir(parents=True)
         earlier = EARLIER + (b"not json at all\n" + EARLIER if name == "garbage_line" else b"")
+        if name == "corrupt_checkpoint":  # a last.ckpt cut short by a crash
+            (run_dir / "checkpoints").mkdir()
+            (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"PK\x03\x04 cut short")
         if name == "results_link":  # results.jsonl links to a file outside the run directory
             (work / name / "outside.jsonl").write_bytes(earlier)
             (run_dir / "results.jsonl").symlink_to(work / name / "outside.jsonl")

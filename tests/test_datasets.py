@@ -165,6 +165,18 @@ def test_celebahq256_is_an_image_folder_with_a_heldout_fraction(tmp_path):
     assert_images(data.images("heldout"), (1, 3, 256, 256))
 
 
+def test_files_that_are_not_images_are_left_out_with_one_warning(tmp_path):
+    root = tmp_path / "folder"
+    root.mkdir()
+    for k in range(4):
+        Image.fromarray(rgb(40, 40, k)).save(root / f"{k}.png")
+    (root / "notes.png").write_text("not an image")
+    with pytest.warns(UserWarning, match=r"1 of 5 files are not readable images .*notes.png"):
+        data = load("celebahq256", root, tmp_path)
+        count = len(data.split("train")) + len(data.split("heldout"))
+    assert count == 4
+
+
 # ------------------------------------------------------------------------------------------ LSUN
 
 

@@ -7,8 +7,9 @@ import logging
 import os
 import sys
 import warnings
-from pathlib import Path
+import zipfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -87,4 +88,9 @@ def resolve_ckpt_path(ckpt_path: str | None, checkpoint_dir: str) -> str | None:
     if not path.is_file():
         hint = " (resume in the same run directory: hydra.run.dir=<old run dir> ckpt_path=last)"
         raise FileNotFoundError(f"ckpt_path={ckpt_path}: no checkpoint at {path}{hint}")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; a cut or foreign file is not one
+        raise ValueError(
+            f"ckpt_path={ckpt_path}: {path} is not a valid checkpoint (not a complete torch checkpoint "
+            "archive: truncated or another kind of file); point ckpt_path at an intact one"
+        )
     return str(path)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import warnings
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -304,6 +305,24 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
 
 
+def _readable(files: list[Path]) -> list[Path]:
+    """The files PIL recognises as images (header only); the others are left out with one
+    warning that counts them and names the first."""
+    from PIL import Image, UnidentifiedImageError
+
+    readable, skipped = [], []
+    for path in files:
+        try:
+            with Image.open(path):
+                readable.append(path)
+        except (UnidentifiedImageError, OSError):
+            skipped.append(path)
+    if skipped:
+        warnings.warn(f"{len(skipped)} of {len(files)} files are not readable images and are left out "
+                      f"(first: {skipped[0]})", stacklevel=2)
+    return readable
+
+
 # torchvision dataset classes that import an optional package (whose ``Error`` they may raise).
 _DATASET_PACKAGES = {"LSUN": "lmdb"}
 
@@ -497,7 +516,7 @@ class ImageFolderDataModule(ImageFileDataModule):
                 f"image folder dataset.root={root.resolve()} does not exist: put the images there "
                 f"or set dataset.root=/path/to/images"
             )
-        files = _image_files(root)
+        files = _readable(_image_files(root))
         if len(files) < 2:
             raise DatasetNotFoundError(
                 f"image folder dataset.root={root.resolve()} holds {len(files)} image files "

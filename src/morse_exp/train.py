@@ -14,6 +14,7 @@ from typing import Any
 
 import hydra
 import lightning as L
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from morse_exp.checkpoints import save_dot
@@ -30,6 +31,7 @@ def build(cfg: DictConfig) -> dict[str, Any]:
     datamodule = hydra.utils.instantiate(cfg.dataset)
     datamodule.check_available()
     dash = hydra.utils.instantiate(cfg.model)
+    check_images_fit(dash, datamodule)
     dot = hydra.utils.instantiate(cfg.dot)(dash=dash)
     module = hydra.utils.instantiate(cfg.module)(
         dash=dash,
@@ -39,6 +41,23 @@ def build(cfg: DictConfig) -> dict[str, Any]:
         run_config=OmegaConf.to_container(cfg, resolve=True),
     )
     return {"datamodule": datamodule, "dash": dash, "dot": dot, "module": module}
+
+
+def check_images_fit(dash: Any, datamodule: Any) -> None:
+    """One-line ValueError, before training, unless the dataset's images (encoded, for a latent
+    Dash) have the shape Dash samples in."""
+    shape = tuple(datamodule.image_shape)
+    param = next(dash.parameters())
+    try:
+        encoded = tuple(dash.encode(torch.zeros(1, *shape, dtype=param.dtype, device=param.device)).shape[1:])
+    except RuntimeError:
+        encoded = None
+    if encoded != tuple(dash.sample_shape):
+        latent = " (through its autoencoder)" if dash.autoencoder is not None else ""
+        raise ValueError(
+            f"the {datamodule.name} images have shape {shape}{latent}, but Dash {dash.source} samples in shape "
+            f"{tuple(dash.sample_shape)}: use a dataset of that size (e.g. dataset.size=...) or another model"
+        )
 
 
 def check_steps(cfg: DictConfig, datamodule: Any) -> None:
