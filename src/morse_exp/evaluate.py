@@ -378,7 +378,9 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         print(f"{method:>8} @ {budget:5g} LSD: n={schedule.num_steps:3d} FID {scores['fid']:8.3f}{clip} "
               f"({generated.seconds:.1f} s)")
         if budget in cfg.grid_budgets:
-            save_grid(generated.images[:64], out_dir / "samples" / f"{method}_lsd{budget:g}.png", nrow=8)
+            save_grid(generated.images[:64], out_dir / "samples" / f"{method}_lsd{budget:g}.png", nrow=8,
+                      caption=f"{method} @ {budget:g} LSD (n = {schedule.num_steps}, {schedule.dash_calls} Dash), "
+                              f"FID {scores['fid']:.3g}")
         if logger:
             logger.log_metrics({f"{method}/fid": scores["fid"], f"{method}/lsd": record["lsd"]},
                                step=round(budget * 100))

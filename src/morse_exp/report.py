@@ -7,7 +7,8 @@ Input: result records, one dict per (method, budget), stored one JSON object per
 default), ``extractor`` (FID feature extractor) and ``num_samples``; ``model``, ``dataset`` and
 ``scheduler`` are copied into the report when present.
 
-Lossless speedup (METHOD.md, "How speed is counted"): for a point of a method with quality q at
+Lossless speedup (Li, Fan, Yao, "Morse: Dual-Sampling for Lossless Acceleration of Diffusion
+Models", ICML 2025, arXiv 2506.18251): for a point of a method with quality q at
 cost c, the cost the reference (the baseline) needs to reach q, divided by c. The reference
 cost is read off the reference curve made monotone (running best along increasing cost), with
 log(cost) interpolated linearly in the metric. Where q lies outside the reference's range the
