@@ -461,7 +461,7 @@ def render_markdown(summary: Mapping[str, Any]) -> str:
         ],
     )
     if summary["comparisons"]:
-        lines += ["", "## Per budget: lossless speedup", ""]
+        lines += ["", "## Per budget: lossless speedup (budgets where a method other than the baseline ran)", ""]
         lines += markdown_table(
             ["budget (LSD)"]
             + [
@@ -477,6 +477,7 @@ def render_markdown(summary: Mapping[str, Any]) -> str:
                     for name in summary["comparisons"]
                 ]
                 for row in summary["table"]
+                if row["speedups"]
             ],
         )
     lines += _throughput_lines(summary)
