@@ -36,6 +36,11 @@ CASES: dict[str, tuple[str, list[str], list[str]]] = {
     "batch_above_split": ("train", ["dataset.batch_size=5000"], ["dataset.batch_size=5000", "1437"]),
     "corrupt_checkpoint": ("train", ["ckpt_path=last"], ["ckpt_path=last", "not a valid checkpoint"]),
     "wrong_image_size": ("train", ["dataset=emoji32"], ["emoji32 images have shape (3, 32, 32)", "(1, 8, 8)"]),
+    "train_without_gpu": ("train", ["trainer=gpu"], ["trainer.accelerator=gpu", "no CUDA GPU"]),
+    "bad_dot_record": ("evaluate", ["dot_checkpoint={work}/bad_dot", "methods=[morse]"], ["dot.json", "not valid JSON"]),
+    "sample_batch_zero": ("sample", ["batch_size=0", "method=baseline"], ["batch_size=0"]),
+    "sample_budget_text": ("sample", ["lsd_budget=abc", "method=baseline"], ["lsd_budget='abc'"]),
+    "sample_method": ("sample", ["method=fast"], ["method='fast'", "baseline"]),
     "diverging": ("train", ["module.lr=1e30", "trainer.max_steps=30", "module.warmup_steps=1"],
                   ["diverged", "module.lr"]),
 }
@@ -62,10 +67,13 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any
             (run_dir / "results.jsonl").symlink_to(work / name / "outside.jsonl")
         else:
             (run_dir / "results.jsonl").write_bytes(earlier)
-        common = EVALUATE if entry == "evaluate" else ["logger=none"]
+        common = {"evaluate": EVALUATE, "train": ["logger=none"], "sample": ["num_samples=4"]}[entry]
+        argv = [arg.replace("{work}", str(work)) for arg in argv]
         cases[name] = {"entry": entry, "argv": [*common, *argv, f"hydra.run.dir={run_dir}",
                                                 f"paths.cache_dir={work / 'cache'}"]}
         before[name] = checksums(work / name)
+    (work / "bad_dot").mkdir()
+    (work / "bad_dot" / "dot.json").write_text("{not json")
     outcome = run_cli_cases(work, cases)
     for name in CASES:
         after = checksums(work / name)  # Hydra adds run/.hydra/; earlier files must stay as they were

@@ -77,7 +77,13 @@ def read_record(directory: str | Path) -> dict[str, Any]:
             f"no trained Dot at {Path(directory)}: expected {RECORD_NAME} and {WEIGHTS_NAME} "
             "(written by `python -m morse_exp.train` into its run directory under dot/)"
         )
-    return json.loads(path.read_text())
+    try:
+        record = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error}): train the Dot again or restore the file") from error
+    if not isinstance(record, dict):
+        raise ValueError(f"{path} holds a JSON {type(record).__name__}, not a Dot record: train the Dot again")
+    return record
 
 
 def load_dot_weights(dot: Dot, directory: str | Path) -> dict[str, Any]:

@@ -24,18 +24,22 @@ from morse_exp.checkpoints import load_dot_weights
 from morse_exp.cli import entry_point
 from morse_exp.dash import Dash
 from morse_exp.evaluate import (
+    METHODS,
     check_budgets,
     check_conditioning,
     check_dot_record,
     check_methods,
+    check_run_settings,
     cycled,
     resolve_speed_ratio,
     sample_contexts,
     schedule_for,
 )
+from morse_exp.dot import OracleDot
 from morse_exp.generation import generate
 from morse_exp.images import save_grid
 from morse_exp.metrics import to_uint8
+from morse_exp.schedule import MAX_LSD_BUDGET
 
 
 def prompt_contexts(cfg: DictConfig, dash: Dash) -> list[Any] | None:
@@ -51,9 +55,15 @@ def prompt_contexts(cfg: DictConfig, dash: Dash) -> list[Any] | None:
 
 def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Generate ``num_samples`` samples of ``method`` at ``lsd_budget`` and save them."""
-    (budget,) = check_budgets([cfg.lsd_budget])
+    check_run_settings(cfg)
+    try:
+        (budget,) = check_budgets([cfg.lsd_budget])
+    except ValueError:
+        raise ValueError(f"lsd_budget={cfg.lsd_budget!r} is invalid: give one budget in [1, {MAX_LSD_BUDGET}] LSD") from None
+    if cfg.method not in METHODS:
+        raise ValueError(f"method={cfg.method!r} is invalid: choose one of {', '.join(METHODS)}")
     (method,) = check_methods([cfg.method], cfg.dot_checkpoint)
-    if cfg.num_samples < 1:
+    if isinstance(cfg.num_samples, bool) or not isinstance(cfg.num_samples, int) or cfg.num_samples < 1:
         raise ValueError(f"num_samples={cfg.num_samples} is invalid: give at least 1")
     jump = hydra.utils.instantiate(cfg.jump_stride)
     dot_record = check_dot_record(cfg) if method == "morse" else None
@@ -70,7 +80,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     make_scheduler = hydra.utils.instantiate(cfg.scheduler)
     generated = generate(
         dash, lambda: make_scheduler(base_config=dash.scheduler_config), schedule, cfg.seed,
-        cfg.num_samples, cfg.batch_size, cfg.device, dot=dot if method == "morse" else None,
+        cfg.num_samples, cfg.batch_size, cfg.device, dot={"morse": dot, "oracle": OracleDot(dash)}.get(method),
         precision=cfg.precision, progress=f"{method} @ {budget:g} LSD", contexts=contexts,
         guidance_scale=cfg.guidance_scale,
     )

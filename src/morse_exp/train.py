@@ -61,7 +61,11 @@ def check_images_fit(dash: Any, datamodule: Any) -> None:
 
 
 def check_steps(cfg: DictConfig, datamodule: Any) -> None:
-    """One-line ValueError when training would take no step (and save an untrained Dot)."""
+    """One-line ValueError when training would take no step (and save an untrained Dot) or
+    asks for a GPU this machine does not have."""
+    if str(cfg.trainer.accelerator) in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ValueError(f"trainer.accelerator={cfg.trainer.accelerator} is invalid here: this machine has no "
+                         "CUDA GPU; use trainer=cpu")
     if cfg.trainer.max_steps == 0:
         raise ValueError("trainer.max_steps=0 trains nothing: use a positive number of steps")
     images, batch = len(datamodule.split("train")), datamodule.batch_size
