@@ -14,16 +14,16 @@ from typing import Any
 import hydra
 import pytest
 from diffusers import DDPMScheduler
+from helpers import save_tiny_dash, tiny_unet
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
+from test_train import compose_train
 
 import morse_exp  # noqa: F401  (registers the ${asset:...} resolver)
 from morse_exp.dash import Dash
 from morse_exp.module import MorseModule
 from morse_exp.schedule import JumpPattern
 from morse_exp.train import run
-from helpers import save_tiny_dash, tiny_unet
-from test_train import compose_train
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 

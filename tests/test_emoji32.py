@@ -7,11 +7,10 @@ from pathlib import Path
 import hydra
 import numpy as np
 import pytest
+from helpers import compose_config
 
 from morse_exp.data import DatasetNotFoundError, NpzImagesDataModule
 from morse_exp.emoji32 import DEFAULT_FONT, SHIPPED, build
-
-from helpers import compose_config
 
 BUILD = "python -m morse_exp.emoji32"
 

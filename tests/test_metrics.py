@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from helpers import make_crop_folder
 
 from morse_exp.data import DigitsDataModule

@@ -23,10 +23,10 @@ from typing import Any
 
 import pytest
 import torch
+from helpers import compose_config, run_cli_cases, save_tiny_dash, subprocess_env
 from omegaconf import DictConfig
 from safetensors.torch import load_file
 
-from helpers import compose_config, run_cli_cases, save_tiny_dash, subprocess_env
 from morse_exp import atomic, tracking
 from morse_exp.train import build, run
 

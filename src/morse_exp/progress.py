@@ -42,8 +42,10 @@ class Progress:
         self.done = float(done)
         self.started = time.perf_counter()
         self._logged_at, self._logged_percent = self.started, 100.0 * self.done / self.total
-        self._bar = tqdm(total=round(total), initial=round(done), desc=label, file=self.stream,
-                         dynamic_ncols=True) if self.stream.isatty() else None
+        self._bar = None
+        if self.stream.isatty():
+            self._bar = tqdm(total=round(total), initial=round(done), desc=label, file=self.stream,
+                             dynamic_ncols=True)
 
     def eta_seconds(self) -> float | None:
         """Seconds left at the rate of this process so far (None before any progress)."""
@@ -52,9 +54,10 @@ class Progress:
 
     def line(self, detail: str = "") -> str:
         eta = self.eta_seconds()
-        return (f"{self.label}: {self.done:g}/{self.total:g} ({100 * self.done / self.total:.0f}%), "
-                f"{_clock(time.perf_counter() - self.started)} elapsed, ETA {_clock(eta) if eta is not None else '?'}"
-                + (f"; {detail}" if detail else ""))
+        elapsed = _clock(time.perf_counter() - self.started)
+        remaining = _clock(eta) if eta is not None else "?"
+        done = f"{self.done:g}/{self.total:g} ({100 * self.done / self.total:.0f}%)"
+        return f"{self.label}: {done}, {elapsed} elapsed, ETA {remaining}" + (f"; {detail}" if detail else "")
 
     def update(self, amount: float = 1.0, detail: str = "") -> None:
         """Count ``amount`` more units done; ``detail`` (e.g. the loss) joins the report."""
@@ -65,8 +68,8 @@ class Progress:
                 self._bar.set_postfix_str(detail, refresh=False)
             return
         now, percent = time.perf_counter(), 100.0 * self.done / self.total
-        if (percent - self._logged_percent >= self.every_percent or now - self._logged_at >= self.every_seconds
-                or self.done >= self.total):
+        due = percent - self._logged_percent >= self.every_percent or now - self._logged_at >= self.every_seconds
+        if due or self.done >= self.total:
             print(self.line(detail), file=self.stream, flush=True)
             self._logged_at, self._logged_percent = now, percent
 
@@ -88,7 +91,8 @@ class StepProgress(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, *args: Any) -> None:
         if self.progress is not None:
-            shown = {k: float(v) for k, v in trainer.progress_bar_metrics.items() if k.startswith(("train/", "val/"))}
+            metrics = trainer.progress_bar_metrics.items()
+            shown = {k: float(v) for k, v in metrics if k.startswith(("train/", "val/"))}
             detail = ", ".join(f"{k} {v:.4g}" for k, v in sorted(shown.items()))
             self.progress.update(trainer.global_step - self.progress.done, detail)
 

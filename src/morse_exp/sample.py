@@ -23,6 +23,7 @@ from morse_exp.atomic import write_atomic
 from morse_exp.checkpoints import load_dot_weights
 from morse_exp.cli import entry_point
 from morse_exp.dash import Dash
+from morse_exp.dot import OracleDot
 from morse_exp.evaluate import (
     METHODS,
     check_budgets,
@@ -35,7 +36,6 @@ from morse_exp.evaluate import (
     sample_contexts,
     schedule_for,
 )
-from morse_exp.dot import OracleDot
 from morse_exp.generation import generate
 from morse_exp.images import save_grid
 from morse_exp.metrics import to_uint8

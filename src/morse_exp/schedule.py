@@ -16,7 +16,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-
 ENDS = ("dot", "dash")
 
 

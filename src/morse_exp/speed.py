@@ -23,10 +23,9 @@ import torch
 
 from morse_exp.atomic import write_atomic
 from morse_exp.checkpoints import dash_fingerprint
-from morse_exp.generation import autocast
-
 from morse_exp.dash import Dash
 from morse_exp.dot import Dot
+from morse_exp.generation import autocast
 
 
 @dataclass(frozen=True)
