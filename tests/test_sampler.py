@@ -149,3 +149,19 @@ def test_stop_before_returns_the_state_the_full_loop_passes_through(dash, traini
     x, stats = sample(dash, scheduler, schedule, sample_generators(0, range(3)), stop_before=5)
     assert torch.equal(x, states[4]) and stats.dash_calls + stats.dot_calls == 5
     assert scheduler.step_index == 5  # ready to take step 5, multistep history included
+
+
+@pytest.mark.parametrize("name", ["ddim", "dpm_solver", "euler"])
+def test_trailing_spacing_gives_exactly_n_timesteps_where_diffusers_miscounts(training_config, name):
+    """diffusers' trailing grid has n + 1 timesteps at n = 61 (the last one -1); ours has n,
+    the same first n, and a normal n is untouched."""
+    from morse_exp.schedulers import set_timesteps
+
+    for steps in (60, 61, 103):
+        raw = make_scheduler(name, training_config, timestep_spacing="trailing")
+        raw.set_timesteps(steps)
+        mended = make_scheduler(name, training_config, timestep_spacing="trailing")
+        set_timesteps(mended, steps)
+        assert len(mended.timesteps) == steps
+        assert mended.timesteps.tolist() == raw.timesteps[:steps].tolist()
+        assert len(raw.timesteps) == steps + (steps != 60)

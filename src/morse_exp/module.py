@@ -37,7 +37,7 @@ from morse_exp.dash import Dash
 from morse_exp.dot import Dot
 from morse_exp.sampler import sample
 from morse_exp.schedule import DashSchedule
-from morse_exp.schedulers import step_kwargs
+from morse_exp.schedulers import set_timesteps, step_kwargs
 from morse_exp.seeding import sample_seed
 
 SchedulerFactory = Callable[[dict[str, Any]], Any]
@@ -285,7 +285,7 @@ class MorseModule(L.LightningModule):
 
 
 def _prepared(scheduler: Any, n: int) -> Any:
-    scheduler.set_timesteps(n)
+    set_timesteps(scheduler, n)
     return scheduler
 
 

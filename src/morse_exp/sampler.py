@@ -24,7 +24,7 @@ from torch import Tensor
 from morse_exp.dash import Dash
 from morse_exp.dot import Dot
 from morse_exp.schedule import DashSchedule
-from morse_exp.schedulers import step_kwargs
+from morse_exp.schedulers import set_timesteps, step_kwargs
 
 StepCallback = Callable[[dict[str, Any]], None]
 
@@ -84,12 +84,8 @@ def sample(
     """
     device = generators[0].device
     dtype = next(dash.unet.parameters()).dtype
-    scheduler.set_timesteps(schedule.num_steps, device=device)
+    set_timesteps(scheduler, schedule.num_steps, device=device)
     timesteps = scheduler.timesteps
-    if len(timesteps) != schedule.num_steps:
-        raise ValueError(
-            f"scheduler produced {len(timesteps)} timesteps for num_steps={schedule.num_steps}"
-        )
     step_options = step_kwargs(scheduler, generators)
     shape = (len(generators), *dash.sample_shape)
     x = randn_tensor(shape, generator=generators, device=device, dtype=dtype)

@@ -107,6 +107,33 @@ def make_scheduler(name: str, base_config: dict[str, Any], **options: Any) -> An
     )
 
 
+def set_timesteps(scheduler: Any, num_steps: int, device: str | torch.device | None = None) -> None:
+    """``scheduler.set_timesteps(num_steps)``, mended where diffusers' "trailing" spacing miscounts.
+
+    diffusers computes trailing timesteps as ``round(arange(T, 0, -T/n)) - 1``; for some n
+    (61, 103, 121, 122, 201, ... at T = 1000) floating-point error adds an (n+1)-th timestep,
+    -1. The first n are the right grid, so DDIM keeps them, and schedulers that take explicit
+    timesteps (DPM-Solver, Euler) are set to them. Any other miscount is a one-line ValueError.
+    """
+    scheduler.set_timesteps(num_steps, device=device)
+    if len(scheduler.timesteps) == num_steps:
+        return
+    extra = len(scheduler.timesteps) == num_steps + 1 and int(scheduler.timesteps[-1]) < 0
+    if extra and isinstance(scheduler, diffusers.DDIMScheduler):
+        scheduler.timesteps = scheduler.timesteps[:num_steps]
+        return
+    if extra and "timesteps" in inspect.signature(scheduler.set_timesteps).parameters:
+        grid = [int(t) for t in scheduler.timesteps[:num_steps]]
+        scheduler.set_timesteps(device=device, timesteps=grid)
+        if len(scheduler.timesteps) == num_steps:
+            return
+    raise ValueError(
+        f"{type(scheduler).__name__} with timestep_spacing={scheduler.config.get('timestep_spacing')!r} produces "
+        f"{len(scheduler.timesteps)} timesteps for {num_steps} steps: choose another budget or "
+        "scheduler.timestep_spacing=leading"
+    )
+
+
 def step_kwargs(scheduler: Any, generator: torch.Generator | list[torch.Generator]) -> dict[str, Any]:
     """``{"generator": generator}`` for schedulers whose ``step`` draws noise, else ``{}``."""
     if "generator" in inspect.signature(scheduler.step).parameters:
