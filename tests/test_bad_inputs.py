@@ -18,6 +18,8 @@ CASES: dict[str, tuple[str, list[str], list[str]]] = {
     "budgets_not_a_list": ("evaluate", ["lsd_budgets=5"], ["lsd_budgets=5", "list"]),
     "budget_huge": ("evaluate", ["lsd_budgets=[3,1e9]"], ["lsd_budgets", "10000"]),
     "budget_text": ("evaluate", ["lsd_budgets=[3,abc]"], ["lsd_budgets", "abc"]),
+    "samples_text": ("evaluate", ["metric.num_samples=abc"], ["metric.num_samples='abc'", "integer"]),
+    "sample_count_zero": ("sample", ["num_samples=0", "method=baseline"], ["num_samples=0", "integer >= 1"]),
     "batch_zero": ("evaluate", ["batch_size=0"], ["batch_size=0"]),
     "batch_negative": ("evaluate", ["batch_size=-4"], ["batch_size=-4"]),
     "seed_negative": ("evaluate", ["seed=-1"], ["seed=-1"]),
@@ -41,6 +43,10 @@ CASES: dict[str, tuple[str, list[str], list[str]]] = {
     "sample_batch_zero": ("sample", ["batch_size=0", "method=baseline"], ["batch_size=0"]),
     "sample_budget_text": ("sample", ["lsd_budget=abc", "method=baseline"], ["lsd_budget='abc'"]),
     "sample_method": ("sample", ["method=fast"], ["method='fast'", "baseline"]),
+    "run_dir_under_file": ("train", ["trainer.max_steps=1", "hydra.run.dir={work}/run_dir_under_file/run/results.jsonl/run"],
+                           ["hydra.run.dir=", "results.jsonl/run", "cannot be written"]),
+    "sweep_dir_under_file": ("evaluate", ["-m", "hydra.sweep.dir={work}/sweep_dir_under_file/run/results.jsonl"],
+                             ["hydra.sweep.dir=", "cannot be written"]),
     "diverging": ("train", ["module.lr=1e30", "trainer.max_steps=30", "module.warmup_steps=1"],
                   ["diverged", "module.lr"]),
 }
@@ -69,8 +75,10 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any
             (run_dir / "results.jsonl").write_bytes(earlier)
         common = {"evaluate": EVALUATE, "train": ["logger=none"], "sample": ["num_samples=4"]}[entry]
         argv = [arg.replace("{work}", str(work)) for arg in argv]
-        cases[name] = {"entry": entry, "argv": [*common, *argv, f"hydra.run.dir={run_dir}",
-                                                f"paths.cache_dir={work / 'cache'}"]}
+        own_dir = [] if any(arg.startswith("hydra.") for arg in argv) else [f"hydra.run.dir={run_dir}"]
+        flags = [arg for arg in argv if arg.startswith("-")]  # e.g. -m: before the overrides
+        overrides = [*common, *(arg for arg in argv if arg not in flags), *own_dir, f"paths.cache_dir={work / 'cache'}"]
+        cases[name] = {"entry": entry, "argv": [*flags, *overrides]}
         before[name] = checksums(work / name)
     (work / "bad_dot").mkdir()
     (work / "bad_dot" / "dot.json").write_text("{not json")

@@ -15,9 +15,12 @@ import errno
 import glob
 import json
 import os
+import random
+import signal
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -202,6 +205,33 @@ def test_resume_reproduces_uninterrupted_run(
         f"run's last.ckpt has epoch={stopped['epoch']} (0 if written at the end of epoch 0)"
     )
     assert json.loads((run_dir / "dot" / "dot.json").read_text())["steps"] == 2 * half
+
+
+def test_training_killed_at_a_random_step_resumes_bit_identical(tiny_dash: Path, tmp_path: Path) -> None:
+    """``kill -9`` at a random moment after the first epoch-end checkpoint (mid-epoch, or while
+    a checkpoint is written), then ``ckpt_path=last``: the same Dot weights as a run never
+    stopped."""
+    overrides = resume_overrides(tiny_dash, 12 * EPOCH_STEPS, EPOCH_STEPS)
+    reference = tmp_path / "uninterrupted"
+    train(reference, overrides)
+    run_dir = tmp_path / "killed"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "morse_exp.train", *overrides, f"hydra.run.dir={run_dir}"],
+        env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    last = run_dir / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 300
+    while not last.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(random.uniform(0.0, 1.0))
+    process.kill()
+    assert process.wait() == -signal.SIGKILL, "the run ended before the kill: the test would prove nothing"
+    stopped = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
+
+    train(run_dir, [*overrides, "ckpt_path=last"])
+    resumed, expected = dot_weights(run_dir), dot_weights(reference)
+    differing = [name for name in expected if not torch.equal(resumed[name], expected[name])]
+    assert not differing, f"resumed from step {stopped}: {len(differing)}/{len(expected)} Dot tensors differ"
 
 
 def test_disk_full_while_saving_keeps_the_previous_checkpoint_and_resume_works(

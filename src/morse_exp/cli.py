@@ -6,6 +6,7 @@ import functools
 import logging
 import os
 import sys
+import tempfile
 import warnings
 import zipfile
 from collections.abc import Callable
@@ -15,8 +16,9 @@ from typing import Any
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from morse_exp.data import DatasetNotFoundError
@@ -71,6 +73,31 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
         return main
 
     return decorate
+
+
+class RunDirCheck(Callback):
+    """Creates the run (or sweep) directory before Hydra does and writes a probe file in it, so
+    that a directory that cannot be written (under a file, read-only, immutable, disk full) is
+    one ``error:`` line with exit code 2 before any work, not an exception inside Hydra."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config, "hydra.sweep.dir")
+
+    @staticmethod
+    def _check(config: DictConfig, key: str) -> None:
+        HydraConfig.instance().set_config(config)  # a ${hydra:...} in the directory resolves
+        directory = Path(str(OmegaConf.select(config, key)))
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=directory):
+                pass
+        except OSError as error:
+            print(f"error: {key}={directory} cannot be written ({error.strerror}): choose another directory",
+                  file=sys.stderr)
+            sys.exit(2)
 
 
 def instantiate_logger(cfg: DictConfig) -> Any:

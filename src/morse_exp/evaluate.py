@@ -69,9 +69,11 @@ def check_budgets(budgets: Any) -> list[float]:
 
 
 def check_run_settings(cfg: DictConfig) -> None:
-    """One-line ValueErrors for batch size, seed, device and precision, before any work."""
-    for key in ("batch_size", "seed"):
-        value, least = cfg.get(key), 1 if key == "batch_size" else 0
+    """One-line ValueErrors for sample count, batch size, seed, device and precision, before
+    any work."""
+    count = "metric.num_samples" if "metric" in cfg else "num_samples"  # evaluate's / sample's key
+    for key, least in ((count, 1), ("batch_size", 1), ("seed", 0)):
+        value = OmegaConf.select(cfg, key)
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise ValueError(f"{key}={value!r} is invalid: use an integer >= {least}")
     device = str(cfg.device)
