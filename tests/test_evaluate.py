@@ -150,7 +150,7 @@ def covered_dot_dir(tiny_dash_dir, tmp_path):
 
 @pytest.mark.parametrize(("overrides", "message"), [
     (["jump_stride=stride3"], r"trained for gaps up to 2 steps, but the pattern at 2 LSD has a gap of 3 .*module.max_gap=3"),
-    (["lsd_budgets=[2,6]"], r"trained on 2..8 steps, but Morse at 6 LSD runs n = 9: train it with module.fine_steps=\[2,9\]"),
+    (["jump_stride=stride2", "lsd_budgets=[2,6]"], r"trained on 2..8 steps, but Morse at 6 LSD runs n = 9: train it with module.fine_steps=\[2,9\]"),
 ])
 def test_dot_that_does_not_cover_the_pattern_is_refused_and_results_are_kept(
     tiny_dash_dir, covered_dot_dir, tmp_path, evaluate, overrides, message
@@ -177,7 +177,8 @@ def test_oracle_reaches_the_ceiling_formula_of_its_pattern(tmp_path, run_config)
     """Oracle Dot (Dash at the Dot steps, charged 1/N): its samples are every-step Dash's, so
     its read-off speedup is n / lsd(n) = 1 / (1/K + (K-1)/(K N)) (1.6 for K = 2, N = 4)."""
     cfg = run_config("evaluate", [
-        "methods=[baseline,oracle]", "speed_ratio=4.0", "lsd_budgets=[2.5,5]", "metric.num_samples=200",
+        "methods=[baseline,oracle]", "jump_stride=stride2", "speed_ratio=4.0", "lsd_budgets=[2.5,5]",
+        "metric.num_samples=200",
         "batch_size=200", "grid_budgets=[]", "logger=none", "fidelity.enabled=false", "bootstrap.resamples=0",
         f"paths.cache_dir={tmp_path / 'cache'}",
     ], tmp_path / "run")

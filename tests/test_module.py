@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -20,7 +22,7 @@ def test_sampled_jump_states_come_from_noise_not_from_the_data(dash):
     images = torch.rand(2, 4, 1, 8, 8) * 2 - 1
     rollouts = {}
     for states in ("forward", "sampled"):
-        module = module_for(dash, states)
+        module = module_for(copy.deepcopy(dash), states)  # one Dot (one LoRA adapter) per Dash
         rollouts[states] = [module.rollout(batch, torch.Generator().manual_seed(3))[1] for batch in images]
     forward_a, forward_b = rollouts["forward"]
     sampled_a, sampled_b = rollouts["sampled"]

@@ -273,7 +273,7 @@ def test_validation_logs_dot_and_reuse_mse(uninterrupted: Path) -> None:
     assert {"val/dot_mse", "val/reuse_mse"} <= set(record["metrics"])
     # what evaluate checks a Dot against: the gaps and step counts it was trained on, and
     # the scheduler's options (trailing spacing by default)
-    assert record["coverage"] == {"max_gap": 2, "fine_steps": [4, 64]}
+    assert record["coverage"] == {"max_gap": 4, "fine_steps": [4, 64]}  # the default stride 4
     assert record["scheduler_options"] == {"timestep_spacing": "trailing"}
 
 
