@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 
 import pytest
@@ -17,6 +19,7 @@ from morse_exp.generation import generate
 from morse_exp.loading import load_dash
 from morse_exp.schedule import DashSchedule
 from morse_exp.schedulers import make_scheduler
+from morse_exp.summary import write_summary
 
 TINY = ["dot.width=8", "dot.norm_groups=4", "dot.lora_rank=2", "dot.num_down=1", "metric.num_samples=100",
         "batch_size=50", "speed_ratio=4.0", "lsd_budgets=[2,3]", "grid_budgets=[3]", "logger=none"]
@@ -74,6 +77,15 @@ def test_sweep_writes_every_output_and_resumes_without_recomputing(tiny_dash_dir
     first = {key(r): r["fid"] for r in records}
     assert all(first[key(r)] == r["fid"] for r in resumed)
     assert resumed[:2] == records[:2]  # finished points were kept, not recomputed
+
+    # A narrower sweep in the same directory computes nothing and reports only its own budgets.
+    narrower, _ = evaluate(tiny_dash_dir, run_dir, f"dot_checkpoint={dot_dir}", "lsd_budgets=[2]")
+    assert len((run_dir / "results.jsonl").read_text().splitlines()) == len(resumed)  # nothing new ran
+    morse = narrower["comparisons"]["morse_vs_baseline"]["lsd"]
+    assert morse["exact_budgets"] + morse["bounded_budgets"] == 1
+    write_summary([run_dir], tmp_path / "summary")  # the multirun summary agrees with the run's report
+    (row,) = csv.DictReader(io.StringIO((tmp_path / "summary" / "summary.csv").read_text()))
+    assert int(row["exact_budgets"]) + int(row["bounded_budgets"]) == 1
 
 
 def _shard_worker(rank, world, init_file, dash_dir, out_file):

@@ -389,7 +389,9 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     sweep.close()
     if not _is_main():
         return {}, {}
-    records = [r for r in read_results(results_path) if r.get("config_hash") == this_config]
+    planned = {(method, budget) for budget, method, _ in plans}  # not points of an earlier, wider sweep
+    records = [r for r in read_results(results_path)
+               if r.get("config_hash") == this_config and (r["method"], r["lsd_budget"]) in planned]
     paths = write_report(records, out_dir)
     if with_fidelity:
         write_report(records, out_dir, metric="psnr", lower_is_better=False)

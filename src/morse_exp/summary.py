@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
 import math
 import os
 import re
@@ -78,9 +79,13 @@ interval of the LSD average; ``oracle_lsd_average`` is the pattern's ceiling."""
 
 
 def _summary_row(run_dir: Path, relative_to: Path) -> dict[str, Any]:
-    """One ``summary.csv`` row for the run in ``run_dir`` (its path shown relative to another)."""
+    """One ``summary.csv`` row for the run in ``run_dir`` (its path shown relative to another):
+    its ``speedup.json`` as evaluate last reported it (that sweep's configuration and budgets
+    only), else a summary of every record in its ``results.jsonl``."""
+    reported = run_dir / "speedup.json"
     try:
-        summary = summarize(read_results(run_dir / "results.jsonl"))
+        summary = json.loads(reported.read_text()) if reported.is_file() else summarize(
+            read_results(run_dir / "results.jsonl"))
     except ValueError as error:
         raise ValueError(f"{run_dir}: {error}") from error
     empty = {"average": None, "min": None, "max": None, "exact_budgets": 0, "bounded_budgets": 0, "interval": None}
