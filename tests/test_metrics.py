@@ -221,7 +221,7 @@ def test_fit_extractor_autoencoder_on_image_folder(tmp_path):
 def test_auto_kind_is_classifier_for_labelled_data(digits):
     from morse_exp.fit_extractor import fit
 
-    model, record = fit(digits, kind="auto", steps=2, log_every=0)
+    model, record = fit(digits, kind="auto", steps=2)
     assert model.kind == "classifier" and record["num_classes"] == 10
     assert 0.0 <= record["heldout_accuracy"] <= 1.0
 

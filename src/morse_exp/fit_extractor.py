@@ -12,7 +12,6 @@ The extractor is written atomically (``<name>.partial/`` then renamed) to
 from __future__ import annotations
 
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from morse_exp.cli import entry_point
 from morse_exp.extractors import ExtractorNet, save_extractor
+from morse_exp.progress import Progress
 
 
 def dataset_labels(dataset: Dataset) -> np.ndarray | None:
@@ -120,7 +120,6 @@ def fit(
     code_dim: int = 64,
     width: int = 32,
     augment_shift: int = 1,
-    log_every: int = 500,
 ) -> tuple[ExtractorNet, dict[str, Any]]:
     """Train an extractor on ``datamodule``'s train split; returns (model, record for the json)."""
     torch.manual_seed(seed)
@@ -143,8 +142,9 @@ def fit(
     generator = torch.Generator().manual_seed(seed + 1)
     batches = _batches(train, batch_size, seed)
     start, loss_value = time.time(), float("nan")
+    progress = Progress("fit_extractor", steps)
     model.train()
-    for step in range(1, steps + 1):
+    for _ in range(steps):
         images, targets = next(batches)
         images = _quantize(images)
         if kind == "classifier":
@@ -156,8 +156,8 @@ def fit(
         optimizer.step()
         schedule.step()
         loss_value = loss.item()
-        if log_every and (step % log_every == 0 or step == steps):
-            print(f"step {step}/{steps} loss {loss_value:.4f}", file=sys.stderr)
+        progress.update(1, f"loss {loss_value:.4f}")
+    progress.close()
     model.calibrate(_quantize(_stack(train)))
     scores = evaluate(model, heldout)
     record = {
