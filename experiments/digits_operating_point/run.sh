@@ -6,7 +6,7 @@
 # Settings are chosen on seed set A (seed=0, 1,000 samples) and the chosen pattern is
 # reported on seed set B (seed=1, 2,000 samples), never seen while choosing.
 # Run from the repository root; one thread per process (2-core machines):
-#   bash experiments/digits_operating_point/run.sh [select|report PATTERN...]
+#   bash experiments/digits_operating_point/run.sh [select|report PATTERN...|paper_split]
 set -euo pipefail
 OUT=outputs/experiments/digits_operating_point
 HERE=experiments/digits_operating_point
@@ -21,7 +21,22 @@ name() { echo "$*" | sed 's/jump_stride[=.]//; s/ jump_stride\./_/; s/=//g'; }
 
 [ -f $OUT/train_k6/dot/dot.json ] || python -m morse_exp.train module.max_gap=6 hydra.run.dir=$OUT/train_k6
 
-if [ "${1:-select}" = select ]; then
+if [ "${1:-select}" = paper_split ]; then
+  # The paper's k = B/2 and where its last Dash step falls, on seed set A, with the DDIM Dot
+  # of experiments/digits_samplers (trained for every gap up to 8, which k = B/2 needs at
+  # N = 5.58 when sampling ends on Dot steps), beside stride 4 with the same Dot. Budgets stop
+  # at 14 LSD: k = B/2 runs n = 65 steps at 20 LSD, past the Dot's 4..64. With end=dash the
+  # gaps reach 9-12 at 4-8 LSD, so that end runs at the budgets it covers.
+  DOT=outputs/experiments/digits_samplers/train/ddim/dot
+  [ -f $DOT/dot.json ] || { echo "run experiments/digits_samplers/run.sh first" >&2; exit 2; }
+  python -m morse_exp.evaluate jump_stride=stride4 dot_checkpoint=$DOT "lsd_budgets=[3,4,6,8,10,14]" \
+    metric.num_samples=1000 seed=0 hydra.run.dir=$OUT/paper_split/stride4
+  python -m morse_exp.evaluate jump_stride=dot_share dot_checkpoint=$DOT "lsd_budgets=[3,4,6,8,10,14]" \
+    metric.num_samples=1000 seed=0 hydra.run.dir=$OUT/paper_split/dot_share_end_dot
+  python -m morse_exp.evaluate jump_stride=dot_share jump_stride.end=dash dot_checkpoint=$DOT \
+    "lsd_budgets=[3,10,14]" metric.num_samples=1000 seed=0 hydra.run.dir=$OUT/paper_split/dot_share_end_dash
+  python -m morse_exp.report $OUT/paper_split --out $HERE/paper_split
+elif [ "${1:-select}" = select ]; then
   for pattern in "${PATTERNS[@]}"; do
     # shellcheck disable=SC2086
     python -m morse_exp.evaluate $pattern dot_checkpoint=$OUT/train_k6/dot "lsd_budgets=$BUDGETS" \
