@@ -56,7 +56,7 @@ class Progress:
         eta = self.eta_seconds()
         elapsed = _clock(time.perf_counter() - self.started)
         remaining = _clock(eta) if eta is not None else "?"
-        done = f"{self.done:g}/{self.total:g} ({100 * self.done / self.total:.0f}%)"
+        done = f"{self.done:.0f}/{self.total:.0f} ({100 * self.done / self.total:.0f}%)"  # 614689/1164690, not 1.16e+06
         return f"{self.label}: {done}, {elapsed} elapsed, ETA {remaining}" + (f"; {detail}" if detail else "")
 
     def update(self, amount: float = 1.0, detail: str = "") -> None:
