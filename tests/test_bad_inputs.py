@@ -97,3 +97,14 @@ def test_bad_input_is_one_error_line_with_exit_2_and_leaves_the_run_dir_alone(re
     line = result["stderr"].strip().splitlines()[-1]
     assert line.startswith("error: ") and all(word in line for word in words), line
     assert result["unchanged"]
+
+
+def test_a_refused_run_leaves_no_empty_run_dir_behind(tmp_path):
+    """Hydra makes <cwd>/outputs/train/runs/<time>/.hydra before the run starts; a run refused
+    for bad input takes the directory it made away again."""
+    cases = {"refused": {"entry": "train", "argv": ["model.pretrained=/nonexistent", "logger=none"],
+                         "cwd": tmp_path}}
+    result = run_cli_cases(tmp_path, cases)["refused"]
+    assert result["rc"] == 2, result["stderr"][-2000:]
+    runs = tmp_path / "outputs" / "train" / "runs"
+    assert runs.is_dir() and not any(runs.iterdir())

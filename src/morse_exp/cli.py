@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import warnings
@@ -66,6 +67,7 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
                     key = getattr(cause, "full_key", None) or message.rsplit(" ", 1)[-1]
                     message = f"{key} is not set: give it on the command line, e.g. {key}=<value>"
                 print(f"error: {message}", file=sys.stderr)
+                drop_unused_run_dir()
                 if HydraConfig.get().mode == RunMode.MULTIRUN:
                     raise RuntimeError(message) from None  # this job fails, the sweep goes on
                 sys.exit(2)
@@ -78,7 +80,13 @@ def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Cal
 class RunDirCheck(Callback):
     """Creates the run (or sweep) directory before Hydra does and writes a probe file in it, so
     that a directory that cannot be written (under a file, read-only, immutable, disk full) is
-    one ``error:`` line with exit code 2 before any work, not an exception inside Hydra."""
+    one ``error:`` line with exit code 2 before any work, not an exception inside Hydra.
+
+    ``created`` is the run directory this process made (None if it existed before), so that a
+    run refused for bad input can take it away again (:func:`drop_unused_run_dir`).
+    """
+
+    created: Path | None = None
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._check(config, "hydra.run.dir")
@@ -90,6 +98,8 @@ class RunDirCheck(Callback):
     def _check(config: DictConfig, key: str) -> None:
         HydraConfig.instance().set_config(config)  # a ${hydra:...} in the directory resolves
         directory = Path(str(OmegaConf.select(config, key)))
+        if key == "hydra.run.dir" and not directory.exists():
+            RunDirCheck.created = directory
         try:
             directory.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryFile(dir=directory):
@@ -98,6 +108,14 @@ class RunDirCheck(Callback):
             print(f"error: {key}={directory} cannot be written ({error.strerror}): choose another directory",
                   file=sys.stderr)
             sys.exit(2)
+
+
+def drop_unused_run_dir() -> None:
+    """Remove the run directory this process created if it holds nothing but Hydra's own
+    ``.hydra/`` record: a run refused before any work leaves no empty folder behind."""
+    directory = RunDirCheck.created
+    if directory is not None and directory.is_dir() and {p.name for p in directory.iterdir()} <= {".hydra"}:
+        shutil.rmtree(directory)
 
 
 def instantiate_logger(cfg: DictConfig) -> Any:
