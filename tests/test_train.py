@@ -401,3 +401,25 @@ def test_dot_share_pattern_trains_the_widest_gap_of_its_evaluation_schedules(tin
     assert build(cfg)["module"].max_gap == 5
     explicit = compose_train(tmp_path, [*tiny(tiny_dash, 2, 2), "jump_stride=dot_share", "module.max_gap=7"])
     assert build(explicit)["module"].max_gap == 7
+
+
+def test_dot_share_gaps_use_the_n_stored_for_the_evaluation_device_and_precision(
+    tiny_dash: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without speed_ratio, train reads (or measures once) the N stored for eval_device,
+    eval_precision and eval_batch_size: the same file evaluate reads there, so a Dot trained
+    for a GPU evaluation is not sized by this machine's CPU N."""
+    from morse_exp import speed
+
+    measured = iter([4.0, 9.0])  # a second measurement would differ
+    monkeypatch.setattr(speed, "measure_speed_ratio", lambda *a, **k: speed.SpeedMeasurement(8, next(measured), 1.0))
+    common = [*tiny(tiny_dash, 2, 2), "jump_stride=dot_share", "lsd_budgets=[3,6]", "eval_batch_size=8",
+              f"paths.cache_dir={tmp_path}/cache"]
+    assert build(compose_train(tmp_path / "a", common))["module"].max_gap == 5  # N = 4, as above
+    assert build(compose_train(tmp_path / "b", common))["module"].max_gap == 5  # read back, not 9
+    (stored,) = (tmp_path / "cache" / "speed").glob("speed_ratio-*.json")
+    key = json.loads(stored.read_text())["key"]
+    assert (key["device"], key["precision"], key["rows"]) == ("cpu", "32", 8)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"^eval_device=cuda is invalid here: this machine has no CUDA GPU"):
+            build(compose_train(tmp_path / "c", [*common, "eval_device=cuda"]))

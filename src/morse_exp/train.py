@@ -78,10 +78,21 @@ def check_steps(cfg: DictConfig, datamodule: Any) -> None:
 
 def widest_gap(cfg: DictConfig, jump: JumpPattern, dash: Any, dot: Any) -> int:
     """The largest gap of ``jump``'s schedules at the evaluation budgets ``lsd_budgets``, with
-    this machine's stored N (a ``dot_share`` pattern's gaps follow from the budget and N)."""
-    speed_ratio = cfg.speed_ratio or machine_speed_ratio(
-        dash, dot, cfg.eval_batch_size, "cpu", "32", cfg.paths.cache_dir
-    )[0]
+    the N evaluation will use (a ``dot_share`` pattern's gaps follow from the budget and N):
+    ``speed_ratio``, or this machine's stored N on ``eval_device`` in ``eval_precision`` at
+    ``eval_batch_size`` samples per call, the same stored value evaluate reads there."""
+    speed_ratio = cfg.speed_ratio
+    if speed_ratio is None:
+        device = str(cfg.eval_device)
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"eval_device={device} is invalid here: this machine has no CUDA GPU to measure N on; "
+                             "use eval_device=cpu or give the N measured there as speed_ratio=...")
+        try:
+            speed_ratio = machine_speed_ratio(
+                dash.to(device), dot.to(device), cfg.eval_batch_size, device, str(cfg.eval_precision), cfg.paths.cache_dir
+            )[0]
+        finally:
+            dash.to("cpu"), dot.to("cpu")
     return max(jump.fit_budget(float(budget), speed_ratio).max_gap for budget in cfg.lsd_budgets)
 
 
