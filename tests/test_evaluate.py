@@ -226,3 +226,35 @@ def test_two_runs_on_one_machine_use_the_same_stored_n(tiny_dash_dir, dot_dir, t
     assert [(r["method"], r["num_steps"], r["fid"]) for r in first] == [(r["method"], r["num_steps"], r["fid"]) for r in second]
     remeasured = sweep(tmp_path / "c", "remeasure_speed=true")
     assert {r["speed_ratio"] for r in remeasured} == {9.0}
+
+
+def test_deepcache_runs_as_a_method_with_its_own_n_and_interval_one_is_the_baseline(
+    tiny_dash_dir, tmp_path, evaluate
+):
+    """DeepCache's points are costed with its own N (deepcache_speed_ratio) and pattern (a full
+    step every `interval`); with interval 1 every step is a full Dash step: the baseline's FID."""
+    overrides = ["methods=[baseline,deepcache]", "deepcache_speed_ratio=2.0", "baseline_reach=1",
+                 "bootstrap.resamples=0", "lsd_budgets=[2,4]"]
+    summary, objects = evaluate(tiny_dash_dir, tmp_path / "k3", *overrides, "deepcache.interval=3")
+    cached = {r["lsd_budget"]: r for r in objects["records"] if r["method"] == "deepcache"}
+    for budget, record in cached.items():
+        schedule = DashSchedule.from_stride(record["num_steps"], 3)
+        assert record["dash_calls"] == schedule.dash_calls
+        assert record["speed_ratio"] == 2.0 and record["lsd"] == pytest.approx(schedule.lsd(2.0))
+        assert record["lsd"] <= budget and record["method_settings"] == {"method": "deepcache", "depth": 1,
+                                                                         "interval": 3}
+    assert "deepcache_vs_baseline" in summary["comparisons"]
+    _, objects = evaluate(tiny_dash_dir, tmp_path / "k1", *overrides, "deepcache.interval=1")
+    fid = {(r["method"], r["lsd_budget"]): r["fid"] for r in objects["records"]}
+    assert fid[("deepcache", 2.0)] == fid[("baseline", 2.0)] and fid[("deepcache", 4.0)] == fid[("baseline", 4.0)]
+
+
+def test_a_deepcache_setting_change_reruns_only_deepcache_points(tiny_dash_dir, tmp_path, evaluate):
+    overrides = ["methods=[baseline,deepcache]", "deepcache_speed_ratio=2.0", "baseline_reach=1",
+                 "bootstrap.resamples=0", "lsd_budgets=[3]"]
+    run_dir = tmp_path / "run"
+    evaluate(tiny_dash_dir, run_dir, *overrides, "deepcache.depth=1")
+    evaluate(tiny_dash_dir, run_dir, *overrides, "deepcache.depth=2")
+    records = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    assert [(r["method"], r.get("method_settings", {}).get("depth")) for r in records] == [
+        ("baseline", None), ("deepcache", 1), ("deepcache", 2)]

@@ -30,12 +30,13 @@ import hydra
 import torch
 import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 from morse_exp.atomic import write_atomic
 from morse_exp.checkpoints import load_dot_weights, read_record
 from morse_exp.cli import entry_point, instantiate_logger
 from morse_exp.dash import Dash
-from morse_exp.dot import Dot, OracleDot
+from morse_exp.dot import OracleDot
 from morse_exp.extractors import check_image_shape
 from morse_exp.fidelity import check_deterministic, psnr, ssim
 from morse_exp.generation import autocast, generate
@@ -46,7 +47,7 @@ from morse_exp.schedule import MAX_LSD_BUDGET, DashSchedule, JumpPattern
 from morse_exp.schedulers import STOCHASTIC_SCHEDULERS, scheduler_options
 from morse_exp.speed import machine_speed_ratio
 
-METHODS = ("baseline", "reuse", "morse", "oracle")
+METHODS = ("baseline", "reuse", "morse", "oracle", "deepcache")
 RESULT_KEYS = ("model", "dataset", "scheduler", "jump_stride", "dot", "metric", "seed", "dot_checkpoint", "fidelity", "bootstrap",
                "guidance_scale", "clip_score")
 
@@ -139,10 +140,13 @@ def check_coverage(record: dict[str, Any] | None, dot_checkpoint: str, plans: li
             )
 
 
-def config_hash(cfg: DictConfig, speed_ratio: float) -> str:
+def config_hash(cfg: DictConfig, speed_ratio: float, method_settings: dict[str, Any] | None = None) -> str:
     """Hash of the settings that decide a point's result (not budgets, devices or paths); N
-    is one of them, since it decides the schedules."""
+    is one of them, since it decides the schedules. ``method_settings``: a rival method's own
+    settings (e.g. DeepCache's depth and interval), hashed for that method's points only."""
     chosen = {key: OmegaConf.to_container(cfg, resolve=True).get(key) for key in RESULT_KEYS}
+    if method_settings is not None:
+        chosen["method_settings"] = method_settings
     chosen["speed_ratio"] = round(float(speed_ratio), 6)
     chosen["metric"] = {k: v for k, v in (chosen["metric"] or {}).items() if k not in ("cache_dir", "device", "verbose", "batch_size")}
     return hashlib.sha256(json.dumps(chosen, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -158,7 +162,7 @@ def git_revision() -> str | None:
         return None
 
 
-OWN_FILES = ("results.jsonl", "speed_ratio.json", "samples", "config.yaml", "speedup.json", "speedup.md",
+OWN_FILES = ("results.jsonl", "speed_ratio.json", "speed_ratio_deepcache.json", "samples", "config.yaml", "speedup.json", "speedup.md",
              "fid_vs_lsd.png", "speedup_psnr.json", "speedup_psnr.md", "psnr_vs_lsd.png")
 
 
@@ -211,9 +215,12 @@ def check_conditioning(dash: Dash, contexts: list[Any] | None, guidance_scale: f
 
 
 def resolve_speed_ratio(
-    cfg: DictConfig, dash: Dash, dot: Dot, out_dir: Path, contexts: list[Any] | None
+    cfg: DictConfig, dash: Dash, dot: nn.Module, out_dir: Path, contexts: list[Any] | None,
+    given: Any = None, record_name: str = "speed_ratio.json",
 ) -> float:
-    """N from the config, from an earlier try of this run, or this machine's stored value.
+    """N of ``dot`` (Dash latency / ``dot`` latency) from ``given`` (the config's value), from
+    an earlier try of this run (``record_name`` in the run directory), or this machine's stored
+    value.
 
     The stored value (:func:`morse_exp.speed.stored_speed_ratio`) is measured once per
     machine, models, batch and precision on a batch of ``batch_size`` samples with their
@@ -221,9 +228,9 @@ def resolve_speed_ratio(
     ``remeasure_speed=true`` measures it anew. The value used is recorded in the run
     directory (``speed_ratio.json``) and printed with where it came from.
     """
-    if cfg.speed_ratio is not None:
-        return check_speed_ratio(cfg.speed_ratio)
-    record = out_dir / "speed_ratio.json"
+    if given is not None:
+        return check_speed_ratio(given)  # checked with its key before any work
+    record = out_dir / record_name
     if record.is_file():
         return float(json.loads(record.read_text())["speed_ratio"])
     guided = cfg.guidance_scale is not None
@@ -244,14 +251,14 @@ def resolve_speed_ratio(
     return ratio
 
 
-def check_speed_ratio(value: Any) -> float:
-    """``speed_ratio`` as a float; one-line ValueError unless it is a finite number > 0."""
+def check_speed_ratio(value: Any, key: str = "speed_ratio") -> float:
+    """``value`` of config ``key`` as a float; one-line ValueError unless it is a finite number > 0."""
     try:
         ratio = float(value)
     except (TypeError, ValueError):
         ratio = float("nan")
     if not math.isfinite(ratio) or ratio <= 0:
-        raise ValueError(f"speed_ratio={value!r} is invalid: give N, the Dash/Dot latency ratio, as a number > 0 "
+        raise ValueError(f"{key}={value!r} is invalid: give N, the Dash/Dot latency ratio, as a number > 0 "
                          "(or null to use this machine's stored value)")
     return ratio
 
@@ -295,8 +302,9 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     check_own_files(Path(cfg.paths.output_dir))
     budgets = check_budgets(cfg.lsd_budgets)
     methods = check_methods(cfg.methods, cfg.dot_checkpoint)
-    if cfg.speed_ratio is not None:
-        check_speed_ratio(cfg.speed_ratio)
+    for key in ("speed_ratio", "deepcache_speed_ratio"):
+        if cfg.get(key) is not None:
+            check_speed_ratio(cfg[key], key)
     jump = hydra.utils.instantiate(cfg.jump_stride)
     dot_record = check_dot_record(cfg)
     with_fidelity = fidelity_enabled(cfg)
@@ -319,12 +327,27 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     dot = hydra.utils.instantiate(cfg.dot)(dash=dash).to(cfg.device).eval()
     if dot_record:
         load_dot_weights(dot, cfg.dot_checkpoint)
+    dots = {"morse": dot, "oracle": OracleDot(dash)}
+    if "deepcache" in methods:
+        dots["deepcache"] = hydra.utils.instantiate(cfg.deepcache)(dash=dash).to(cfg.device)
 
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    speed_ratio = resolve_speed_ratio(cfg, dash, dot, out_dir, contexts)
+    speed_ratio = resolve_speed_ratio(cfg, dash, dot, out_dir, contexts, given=cfg.speed_ratio)
     make_scheduler = hydra.utils.instantiate(cfg.scheduler)
-    dots = {"morse": dot, "oracle": OracleDot(dash)}
+    this_config = config_hash(cfg, speed_ratio)
+    # per method: its jump pattern, N and result hash (a rival has its own)
+    pattern_of = dict.fromkeys(methods, jump)
+    ratio_of = dict.fromkeys(methods, speed_ratio)
+    hash_of = dict.fromkeys(methods, this_config)
+    settings_of: dict[str, dict[str, Any]] = {}
+    if "deepcache" in methods:
+        settings_of["deepcache"] = dots["deepcache"].config
+        pattern_of["deepcache"] = dots["deepcache"].pattern
+        ratio_of["deepcache"] = resolve_speed_ratio(cfg, dash, dots["deepcache"], out_dir, contexts,
+                                                    given=cfg.deepcache_speed_ratio,
+                                                    record_name="speed_ratio_deepcache.json")
+        hash_of["deepcache"] = config_hash(cfg, ratio_of["deepcache"], settings_of["deepcache"])
 
     def draw(schedule: DashSchedule, label: str, method: str = "baseline") -> Any:
         return generate(
@@ -334,12 +357,12 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         )
 
     every_budget = {"baseline": baseline_budgets(budgets, cfg.baseline_reach, cfg.baseline_from)}
-    plans = [(budget, method, schedule_for(method, budget, jump, speed_ratio))
+    plans = [(budget, method, schedule_for(method, budget, pattern_of[method], ratio_of[method]))
              for method in methods for budget in every_budget.get(method, budgets)]
     check_coverage(dot_record, cfg.dot_checkpoint, plans)
     results_path = out_dir / "results.jsonl"
-    this_config = config_hash(cfg, speed_ratio)
-    done = {(r["method"], r["lsd_budget"]) for r in _read_finished(results_path) if r.get("config_hash") == this_config}
+    done = {(r["method"], r["lsd_budget"]) for r in _read_finished(results_path)
+            if r.get("config_hash") == hash_of.get(r["method"])}
     todo = sorted((plan for plan in plans if (plan[1], plan[0]) not in done), key=lambda plan: plan[0])
     reference = None
     if with_fidelity and todo:
@@ -348,15 +371,16 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     logger = instantiate_logger(cfg) if _is_main() else False
     common = {
         "model": str(dash.source), "dataset": datamodule.name, "scheduler": cfg.scheduler.name,
-        "jump_stride": OmegaConf.to_container(cfg.jump_stride, resolve=True), "speed_ratio": speed_ratio,
+        "jump_stride": OmegaConf.to_container(cfg.jump_stride, resolve=True),
         "seed": cfg.seed, "device": cfg.device, "precision": cfg.precision, "git_revision": git_revision(),
-        "config_hash": this_config, "dot_checkpoint": cfg.dot_checkpoint,
-        "guidance_scale": cfg.guidance_scale,
+        "dot_checkpoint": cfg.dot_checkpoint, "guidance_scale": cfg.guidance_scale,
     }
-    sweep = Progress("evaluate sweep (LSD x samples)", sum(plan[2].lsd(speed_ratio) for plan in todo) * metric.num_samples)
+    sweep = Progress("evaluate sweep (LSD x samples)",
+                     sum(schedule.lsd(ratio_of[method]) for _, method, schedule in todo) * metric.num_samples)
     for budget, method, schedule in todo:
         generated = draw(schedule, f"{method} @ {budget:g} LSD", method)
-        sweep.update(schedule.lsd(speed_ratio) * metric.num_samples, f"{method} @ {budget:g} LSD done")
+        lsd = schedule.lsd(ratio_of[method])
+        sweep.update(lsd * metric.num_samples, f"{method} @ {budget:g} LSD done")
         if not _is_main():
             continue
         scores = metric.compute(generated.images)
@@ -367,7 +391,10 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             scores["psnr"] = psnr(generated.images, reference)
             scores["ssim"] = ssim(generated.images, reference)
         record = {
-            **common, "method": method, "lsd_budget": budget, "lsd": schedule.lsd(speed_ratio),
+            **common, "method": method, "speed_ratio": ratio_of[method], "config_hash": hash_of[method],
+            **({"method_settings": settings_of[method], "jump_stride": {"stride": pattern_of[method].stride}}
+               if method in settings_of else {}),
+            "lsd_budget": budget, "lsd": lsd,
             "num_steps": schedule.num_steps, "dash_calls": schedule.dash_calls,
             "dot_calls": schedule.dot_calls,
             # the oracle's Dot steps are Dash calls: only its LSD cost is meaningful
@@ -391,7 +418,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         return {}, {}
     planned = {(method, budget) for budget, method, _ in plans}  # not points of an earlier, wider sweep
     records = [r for r in read_results(results_path)
-               if r.get("config_hash") == this_config and (r["method"], r["lsd_budget"]) in planned]
+               if r.get("config_hash") == hash_of.get(r["method"]) and (r["method"], r["lsd_budget"]) in planned]
     paths = write_report(records, out_dir)
     if with_fidelity:
         write_report(records, out_dir, metric="psnr", lower_is_better=False)

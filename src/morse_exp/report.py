@@ -1,8 +1,8 @@
 """Lossless speedup read off quality-vs-cost curves, and the reports that show it.
 
 Input: result records, one dict per (method, budget), stored one JSON object per line in
-``results.jsonl`` by an evaluate run. Keys used here: ``method`` ("baseline", "reuse" or
-"morse"), ``lsd_budget`` (the requested budget, LSD), ``lsd`` (the point's actual cost, LSD),
+``results.jsonl`` by an evaluate run. Keys used here: ``method`` ("baseline", "reuse",
+"morse", "oracle" or a rival such as "deepcache"), ``lsd_budget`` (the requested budget, LSD), ``lsd`` (the point's actual cost, LSD),
 ``seconds`` (wall-clock seconds to generate the point's samples), a quality metric (``fid`` by
 default), ``extractor`` (FID feature extractor) and ``num_samples``; ``model``, ``dataset`` and
 ``scheduler`` are copied into the report when present.
@@ -46,6 +46,7 @@ COMPARISONS: tuple[tuple[str, str], ...] = (
     ("morse", "baseline"),
     ("reuse", "baseline"),
     ("oracle", "baseline"),
+    ("deepcache", "baseline"),
     ("morse", "reuse"),
 )
 """(method, reference) pairs reported; a pair is skipped when either method has no records."""
@@ -54,12 +55,13 @@ COST_KEYS: tuple[str, ...] = ("lsd", "seconds")
 CONTEXT_KEYS: tuple[str, ...] = ("model", "dataset", "scheduler", "extractor", "num_samples")
 """Keys that must take one value across the records of one report (a curve mixes nothing)."""
 
-METHOD_ORDER: tuple[str, ...] = ("baseline", "reuse", "morse", "oracle")
+METHOD_ORDER: tuple[str, ...] = ("baseline", "reuse", "morse", "oracle", "deepcache")
 METHOD_STYLE: dict[str, dict[str, Any]] = {
     "baseline": {"color": "black", "marker": "o", "linestyle": "-"},
     "reuse": {"color": "tab:orange", "marker": "s", "linestyle": "--"},
     "morse": {"color": "tab:blue", "marker": "^", "linestyle": "-"},
     "oracle": {"color": "tab:gray", "marker": "v", "linestyle": ":"},
+    "deepcache": {"color": "tab:green", "marker": "D", "linestyle": "-."},
 }
 COST_LABEL = {"lsd": "LSD", "seconds": "seconds"}
 

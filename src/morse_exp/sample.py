@@ -41,6 +41,8 @@ from morse_exp.images import save_grid
 from morse_exp.metrics import to_uint8
 from morse_exp.schedule import MAX_LSD_BUDGET
 
+SAMPLE_METHODS = tuple(method for method in METHODS if method != "deepcache")
+
 
 def prompt_contexts(cfg: DictConfig, dash: Dash) -> list[Any] | None:
     """Context of sample i: ``prompts[i]`` (cycled) when given, else as evaluate draws it."""
@@ -60,8 +62,9 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         (budget,) = check_budgets([cfg.lsd_budget])
     except ValueError:
         raise ValueError(f"lsd_budget={cfg.lsd_budget!r} is invalid: give one budget in [1, {MAX_LSD_BUDGET}] LSD") from None
-    if cfg.method not in METHODS:
-        raise ValueError(f"method={cfg.method!r} is invalid: choose one of {', '.join(METHODS)}")
+    if cfg.method not in SAMPLE_METHODS:
+        raise ValueError(f"method={cfg.method!r} is invalid: choose one of {', '.join(SAMPLE_METHODS)} "
+                         "(rivals such as deepcache run in evaluate)")
     (method,) = check_methods([cfg.method], cfg.dot_checkpoint)
     jump = hydra.utils.instantiate(cfg.jump_stride)
     dot_record = check_dot_record(cfg) if method == "morse" else None

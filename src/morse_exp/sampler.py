@@ -3,8 +3,9 @@
 The loop follows diffusers' scheduler contract: ``set_timesteps(n)``, then for each timestep,
 in order, ``scale_model_input`` and exactly one ``step(eps, t, x)``. At a Dash step the noise
 estimate is ``dash(x_t, t)``; at a Dot step it is ``z_ts + dot(x_ts, x_t, z_ts, t_s, t)``,
-anchored at the last Dash step (``dot=None`` reuses ``z_ts`` unchanged). The sampler never
-touches alphas or sigmas.
+anchored at the last Dash step (``dot=None`` reuses ``z_ts`` unchanged). A Dot that keeps
+something of Dash's own calls (DeepCache's deep features) has a ``watching_dash()`` context
+that the Dash steps run inside. The sampler never touches alphas or sigmas.
 
 With classifier-free guidance the batch is doubled (unconditional first); each half keeps
 its own anchor, and the guided estimate is formed after Dash/Dot, before the step.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,6 +93,7 @@ def sample(
     x = randn_tensor(shape, generator=generators, device=device, dtype=dtype)
     x = x * scheduler.init_noise_sigma
     anchor: tuple[Tensor, Tensor, Tensor] | None = None
+    watching_dash = getattr(dot, "watching_dash", nullcontext)
     dash_calls = dot_calls = 0
     _synchronize(device)
     start = time.perf_counter()
@@ -99,7 +102,8 @@ def sample(
         if guidance_scale is not None:
             model_input = torch.cat([model_input, model_input])
         if schedule.is_dash_step(i):
-            z = dash(model_input, t, cond)
+            with watching_dash():
+                z = dash(model_input, t, cond)
             anchor = (model_input, z, t)
             dash_calls += 1
             source = "dash"
