@@ -2,6 +2,7 @@
 
 Measures on the current device, all as ratios taken within one run:
 - ``dot_speed_ratio``: N = Dash seconds per step / Dot seconds per step, per batch size;
+- ``rival_speed_ratio``: the same ratio for each rival of ``rivals`` (DeepCache's cached step);
 - ``sampler_overhead``: our sampling loop over diffusers' own ``DDIMPipeline`` (every step
   Dash, same UNet, steps, batch and seeds; both include turning samples into numpy images);
 - ``memory``: parameter bytes of Dash alone and of Dash + Dot (shared tensors counted once),
@@ -32,7 +33,7 @@ from morse_exp.sampler import sample
 from morse_exp.schedule import DashSchedule
 from morse_exp.schedulers import make_scheduler
 from morse_exp.seeding import sample_generators
-from morse_exp.speed import measure_speed_ratio, median_seconds
+from morse_exp.speed import SpeedMeasurement, measure_speed_ratio, median_seconds
 
 
 def parameter_bytes(module: torch.nn.Module) -> int:
@@ -91,8 +92,11 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     dash = hydra.utils.instantiate(cfg.model).to(device)
     dash_bytes = parameter_bytes(dash)
     dot = hydra.utils.instantiate(cfg.dot)(dash=dash).to(device).eval()
+    rivals = {name: hydra.utils.instantiate(cfg[name])(dash=dash).to(device) for name in cfg.rivals}
     with autocast(device, cfg.precision):
         speed = [measure_speed_ratio(dash, dot, b, device, cfg.repeats) for b in cfg.batch_sizes]
+        rival_speed = {name: [measure_speed_ratio(dash, rival, b, device, cfg.repeats) for b in cfg.batch_sizes]
+                       for name, rival in rivals.items()}
     overhead = sampler_overhead(dash, cfg.overhead_steps, cfg.overhead_batch_size, device, cfg.repeats)
     result = {
         "device": device,
@@ -101,10 +105,9 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
                    f"{os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads",
         "model": dash.source,
         "dot_config": dot.config,
-        "dot_speed_ratio": {
-            str(s.batch_size): {"ratio": s.ratio, "dash_seconds": s.dash_seconds, "dot_seconds": s.dot_seconds}
-            for s in speed
-        },
+        "dot_speed_ratio": speed_table(speed),
+        "rival_speed_ratio": {name: {"config": rivals[name].config, "speed_ratio": speed_table(measured)}
+                              for name, measured in rival_speed.items()},
         "sampler_overhead": overhead,
         "memory": {
             "dash_parameter_bytes": dash_bytes,
@@ -121,11 +124,20 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     return result, {"dash": dash, "dot": dot}
 
 
+def speed_table(measurements: list[SpeedMeasurement]) -> dict[str, dict[str, float]]:
+    """Batch size -> {ratio, dash_seconds, dot_seconds} (seconds per step)."""
+    return {str(s.batch_size): {"ratio": s.ratio, "dash_seconds": s.dash_seconds, "dot_seconds": s.dot_seconds}
+            for s in measurements}
+
+
 def format_table(result: dict[str, Any]) -> str:
     lines = [f"device: {result['device']} ({result['machine']})", "",
              "| batch | Dash s/step | Dot s/step | N = Dash/Dot |", "|---:|---:|---:|---:|"]
     for batch, s in result["dot_speed_ratio"].items():
         lines.append(f"| {batch} | {s['dash_seconds']:.4f} | {s['dot_seconds']:.4f} | {s['ratio']:.2f} |")
+    for name, rival in result.get("rival_speed_ratio", {}).items():
+        ratios = ", ".join(f"{s['ratio']:.2f} at batch {batch}" for batch, s in rival["speed_ratio"].items())
+        lines.append(f"{name} {rival['config']}: N = Dash / cheap step = {ratios}")
     o, m = result["sampler_overhead"], result["memory"]
     lines += ["", f"sampler overhead (ours / diffusers DDIMPipeline): {o['ratio']:.3f} "
               f"({o['ours_seconds']:.3f} s vs {o['diffusers_seconds']:.3f} s)",
