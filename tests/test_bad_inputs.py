@@ -34,6 +34,8 @@ CASES: dict[str, tuple[str, list[str], list[str]]] = {
     "deepcache_interval_zero": ("evaluate", ["methods=[baseline,deepcache]", "deepcache.interval=0"],
                                 ["deepcache.interval=0", "integer >= 1"]),
     "deepcache_speed_ratio_text": ("evaluate", ["deepcache_speed_ratio=abc"], ["deepcache_speed_ratio='abc'"]),
+    "search_budget_below_one_dash_step": ("search", ["lsd_budgets=[0.5]"], ["lsd_budgets", "0.5"]),
+    "search_psnr_with_stochastic_sampler": ("search", ["scheduler=ddpm"], ["objective=psnr", "ddpm", "objective=fid"]),
     "folder_without_root": ("evaluate", ["dataset=image_folder"], ["dataset.root"]),
     "folder_metric_without_extractor": ("evaluate", ["metric=image_folder"], ["metric.extractor", "fit_extractor"]),
     "garbage_line": ("evaluate", [], ["results.jsonl:2", "not valid JSON"]),
@@ -78,7 +80,8 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any
             (run_dir / "results.jsonl").symlink_to(work / name / "outside.jsonl")
         else:
             (run_dir / "results.jsonl").write_bytes(earlier)
-        common = {"evaluate": EVALUATE, "train": ["logger=none"], "sample": ["num_samples=4"]}[entry]
+        common = {"evaluate": EVALUATE, "train": ["logger=none"], "sample": ["num_samples=4"],
+                  "search": ["num_samples=4"]}[entry]
         argv = [arg.replace("{work}", str(work)) for arg in argv]
         own_dir = [] if any(arg.startswith("hydra.") for arg in argv) else [f"hydra.run.dir={run_dir}"]
         flags = [arg for arg in argv if arg.startswith("-")]  # e.g. -m: before the overrides

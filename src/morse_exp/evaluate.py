@@ -142,8 +142,9 @@ def check_coverage(record: dict[str, Any] | None, dot_checkpoint: str, plans: li
 
 def config_hash(cfg: DictConfig, speed_ratio: float, method_settings: dict[str, Any] | None = None) -> str:
     """Hash of the settings that decide a point's result (not budgets, devices or paths); N
-    is one of them, since it decides the schedules. ``method_settings``: a rival method's own
-    settings (e.g. DeepCache's depth and interval), hashed for that method's points only."""
+    is one of them, since it decides the schedules. ``method_settings``: what decides them
+    beyond the config (a searched pattern's schedules; a rival's own settings, e.g.
+    DeepCache's depth and interval, hashed for that method's points only)."""
     chosen = {key: OmegaConf.to_container(cfg, resolve=True).get(key) for key in RESULT_KEYS}
     if method_settings is not None:
         chosen["method_settings"] = method_settings
@@ -335,7 +336,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     out_dir.mkdir(parents=True, exist_ok=True)
     speed_ratio = resolve_speed_ratio(cfg, dash, dot, out_dir, contexts, given=cfg.speed_ratio)
     make_scheduler = hydra.utils.instantiate(cfg.scheduler)
-    this_config = config_hash(cfg, speed_ratio)
+    this_config = config_hash(cfg, speed_ratio, getattr(jump, "settings", None))
     # per method: its jump pattern, N and result hash (a rival has its own)
     pattern_of = dict.fromkeys(methods, jump)
     ratio_of = dict.fromkeys(methods, speed_ratio)

@@ -15,6 +15,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
 
 ENDS = ("dot", "dash")
 
@@ -214,3 +217,72 @@ class JumpPattern:
 
 MAX_LSD_BUDGET = 10_000
 """The largest budget accepted (LSD): beyond it a schedule's step list alone would exhaust memory."""
+
+
+class SearchedPattern:
+    """One schedule per LSD budget, as found by ``python -m morse_exp.search`` and saved in its
+    ``schedules.yaml`` (``jump_stride=searched jump_stride.path=<that file>``).
+
+    File layout: ``speed_ratio`` (the N searched with), ``schedules``: budget (LSD) ->
+    ``{num_steps: n, dash_steps: [0, ...]}``; other keys (objective, calibration seeds,
+    scores) are provenance.
+
+    Raises:
+        ValueError: one line, if the file is missing, not YAML, or holds an invalid schedule.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = str(path)
+        record = read_searched(self.path)
+        self.speed_ratio = float(record["speed_ratio"])
+        self.schedules = {
+            float(budget): DashSchedule(int(entry["num_steps"]), tuple(int(p) for p in entry["dash_steps"]))
+            for budget, entry in record["schedules"].items()
+        }
+
+    @property
+    def max_gap(self) -> int:
+        """The largest gap K over every stored schedule."""
+        return max(schedule.max_gap for schedule in self.schedules.values())
+
+    @property
+    def settings(self) -> dict[str, object]:
+        """What decides the samples (hashed with a result): N and every schedule."""
+        return {"speed_ratio": self.speed_ratio,
+                "schedules": {str(b): [s.num_steps, list(s.dash_steps)] for b, s in sorted(self.schedules.items())}}
+
+    def fit_budget(self, lsd_budget: float, speed_ratio: float) -> DashSchedule:
+        """The schedule searched for ``lsd_budget``; one-line ValueError when there is none, or
+        when at this ``speed_ratio`` it would cost more than the budget."""
+        schedule = self.schedules.get(float(lsd_budget))
+        if schedule is None:
+            have = ", ".join(f"{b:g}" for b in sorted(self.schedules))
+            raise ValueError(f"LSD budget {lsd_budget:g} has no searched schedule in {self.path} (it holds {have}): "
+                             "search that budget or evaluate those")
+        cost = schedule.lsd(speed_ratio)
+        if cost > lsd_budget + 1e-9:
+            raise ValueError(
+                f"the schedule searched in {self.path} for {lsd_budget:g} LSD at N = {self.speed_ratio:.2f} costs "
+                f"{cost:.2f} LSD at this run's N = {speed_ratio:.2f}: search again with this N"
+            )
+        return schedule
+
+
+def read_searched(path: str) -> dict:
+    """The YAML record of a schedule search (see :class:`SearchedPattern`), checked."""
+    hint = "run python -m morse_exp.search and pass its schedules.yaml as jump_stride.path"
+    try:
+        record = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise ValueError(f"jump_stride.path={path}: no such file; {hint}") from None
+    except (OSError, yaml.YAMLError) as error:
+        raise ValueError(f"jump_stride.path={path} cannot be read as YAML ({type(error).__name__}); {hint}") from None
+    if not isinstance(record, dict) or not isinstance(record.get("schedules"), dict) or not record["schedules"] \
+            or not isinstance(record.get("speed_ratio"), (int, float)):
+        raise ValueError(f"jump_stride.path={path} is not a schedule search record (speed_ratio, schedules); {hint}")
+    for budget, entry in record["schedules"].items():
+        try:
+            DashSchedule(int(entry["num_steps"]), tuple(int(p) for p in entry["dash_steps"]))
+        except (TypeError, KeyError, ValueError) as error:
+            raise ValueError(f"jump_stride.path={path}: the schedule for {budget} LSD is invalid ({error})") from None
+    return record
