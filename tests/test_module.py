@@ -71,3 +71,19 @@ def test_bad_training_ranges_are_refused(dash, key, value, message):
     kwargs = {"max_gap": 2, "fine_steps": [4, 8], key: value}
     with pytest.raises(ValueError, match=message):
         MorseModule(dash, dot, lambda base_config: make_scheduler("ddim", base_config), **kwargs)
+
+
+def test_a_dot_for_several_samplers_draws_one_per_group_and_rolls_it_out(dash):
+    dot = Dot(dash, num_down=1, width=8, lora_rank=2, norm_groups=4)
+    factories = [lambda base_config, name=name: make_scheduler(name, base_config) for name in ("ddim", "dpm_solver")]
+    mixed = MorseModule(dash, dot, factories, max_gap=3, fine_steps=[4, 8])
+    generator = torch.Generator().manual_seed(0)
+    draws = [mixed._draw(generator) for _ in range(200)]
+    assert {len(d) for d in draws} == {3} and {d[2] for d in draws} == {0, 1}
+    single = MorseModule(dash, dot, factories[:1], max_gap=3, fine_steps=[4, 8])
+    generator = torch.Generator().manual_seed(0)
+    assert single._draw(generator) == draws[0][:2]  # one sampler: (n, s) only, k is never drawn
+    assert {len(single._draw(generator)) for _ in range(20)} == {2}
+    images = torch.rand(4, 1, 8, 8) * 2 - 1
+    reuse = [mixed.rollout(images, torch.Generator().manual_seed(1), draws=[(8, 0, k)])[1] for k in (0, 1, 0)]
+    assert torch.equal(reuse[0], reuse[2]) and not torch.equal(reuse[0], reuse[1])  # the sampler is used

@@ -31,6 +31,7 @@ from omegaconf import DictConfig
 from safetensors.torch import load_file
 
 from morse_exp import atomic, tracking
+from morse_exp.evaluate import check_dot_record
 from morse_exp.train import build, run
 
 TINY_DOT = ["dot.width=8", "dot.norm_groups=4", "dot.lora_rank=2"]
@@ -423,3 +424,27 @@ def test_dot_share_gaps_use_the_n_stored_for_the_evaluation_device_and_precision
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match=r"^eval_device=cuda is invalid here: this machine has no CUDA GPU"):
             build(compose_train(tmp_path / "c", [*common, "eval_device=cuda"]))
+
+
+def test_a_dot_trained_for_several_samplers_is_accepted_by_each(tiny_dash: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "mixed"
+    train(run_dir, [*tiny(tiny_dash, 2, 2), "logger=none", "extra_schedulers=[ddpm,dpm_solver]"])
+    record = json.loads((run_dir / "dot" / "dot.json").read_text())
+    assert set(record["extra_schedulers"]) == {"ddpm", "dpm_solver"}
+    assert record["extra_schedulers"]["dpm_solver"]["timestep_spacing"] == "trailing"
+    for name in ("ddim", "ddpm", "dpm_solver"):
+        cfg = compose_config("evaluate", [f"model.pretrained={tiny_dash}", f"scheduler={name}",
+                                          f"dot_checkpoint={run_dir / 'dot'}"], tmp_path / f"eval_{name}")
+        assert check_dot_record(cfg)["scheduler"] == "ddim"
+    cfg = compose_config("evaluate", [f"model.pretrained={tiny_dash}", "scheduler=sde",
+                                      f"dot_checkpoint={run_dir / 'dot'}"], tmp_path / "eval_sde")
+    with pytest.raises(ValueError, match=r"trained for scheduler 'ddim' / 'ddpm' / 'dpm_solver', this run samples "
+                                         r"with 'sde'"):
+        check_dot_record(cfg)
+
+
+@pytest.mark.parametrize(("names", "words"), [("[ddim]", "'ddim' is listed twice"), ("[fast]", "'fast' is not a scheduler")])
+def test_bad_extra_schedulers_are_refused_in_one_line(tiny_dash: Path, tmp_path: Path, names: str, words: str) -> None:
+    with pytest.raises(ValueError, match=rf"^extra_schedulers=.* is invalid: {words}; choose other names than "
+                                         r"scheduler=ddim from .*ddpm"):
+        build(compose_train(tmp_path, [*tiny(tiny_dash, 2, 2), f"extra_schedulers={names}"]))

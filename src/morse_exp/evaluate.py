@@ -274,18 +274,20 @@ def fidelity_enabled(cfg: DictConfig) -> bool:
 
 
 def check_dot_record(cfg: DictConfig) -> dict[str, Any] | None:
-    """The trained Dot's record, refused (one line) when made for another scheduler or other
-    scheduler options (timestep spacing...)."""
+    """The trained Dot's record, refused (one line) when made for other schedulers (its
+    ``scheduler`` and ``extra_schedulers``) or other scheduler options (timestep spacing...)."""
     if not cfg.dot_checkpoint:
         return None
     record = read_record(cfg.dot_checkpoint)
-    if record.get("scheduler") != cfg.scheduler.name:
+    samplers = {record.get("scheduler"): record.get("scheduler_options"), **(record.get("extra_schedulers") or {})}
+    if cfg.scheduler.name not in samplers:
+        names = " / ".join(repr(name) for name in samplers)
         raise ValueError(
-            f"Dot {cfg.dot_checkpoint} was trained for scheduler {record.get('scheduler')!r}, "
+            f"Dot {cfg.dot_checkpoint} was trained for scheduler {names}, "
             f"this run samples with {cfg.scheduler.name!r}: train one for it or set scheduler="
             f"{record.get('scheduler')}"
         )
-    trained, options = record.get("scheduler_options"), scheduler_options(cfg.scheduler)
+    trained, options = samplers[cfg.scheduler.name], scheduler_options(cfg.scheduler)
     if trained is not None and trained != options:
         raise ValueError(
             f"Dot {cfg.dot_checkpoint} was trained for scheduler options {trained}, this run samples "

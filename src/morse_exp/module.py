@@ -11,9 +11,10 @@ every gap 1..K-1 is trained). At each, Dot is regressed onto Dash without jumps:
     loss = mean_i || z_ts + Dot(x_ts, x_ti, z_ts, t_s, t_i) - Dash(x_ti, t_i) ||^2
 
 The state after a Dot step is reached with Dot's own (detached) estimate, as at inference.
-A batch is split into ``draws_per_batch`` groups, each with its own (n, s). Validation runs
-one fixed n (``val_steps``) and spreads every jump point s = 0..n-2 over the batch, so its
-MSEs average over all jump positions.
+A batch is split into ``draws_per_batch`` groups, each with its own (n, s) and, for a Dot
+trained for several samplers, its own sampler. Validation runs one fixed n (``val_steps``)
+and spreads every jump point s = 0..n-2 (and every sampler) over the batch, so its MSEs
+average over all jump positions.
 A conditional Dash gets the batch's context (its second element: class labels, or captions
 for a text-conditioned Dash, dropped to "" at ``prompt_dropout`` so that Dot also learns the
 unconditional branch that classifier-free guidance runs).
@@ -50,7 +51,8 @@ class MorseModule(L.LightningModule):
     Args:
         dash: the frozen Dash.
         dot: the Dot built on ``dash`` (only its new blocks and LoRA adapters train).
-        scheduler: builds the sampling scheduler from Dash's training scheduler config.
+        scheduler: builds the sampling scheduler from Dash's training scheduler config; a list
+            of them trains one Dot for several samplers (one drawn per group of a batch).
         max_gap: K, the largest gap (a Dash step and its K - 1 Dot steps) to train; >= 2.
         fine_steps: [lo, hi], the range of fine step counts n (log-uniform draws).
         draws_per_batch: groups of a training batch with their own (n, s).
@@ -68,7 +70,7 @@ class MorseModule(L.LightningModule):
         self,
         dash: Dash,
         dot: Dot,
-        scheduler: SchedulerFactory,
+        scheduler: SchedulerFactory | Sequence[SchedulerFactory],
         max_gap: int,
         fine_steps: Sequence[int] = (4, 64),
         draws_per_batch: int = 4,
@@ -112,8 +114,8 @@ class MorseModule(L.LightningModule):
         self.seed = seed
         self.run_config = run_config or {}
         self.dash_fingerprint = dash_fingerprint(dash)
-        self._make_scheduler = scheduler
-        self._schedulers: dict[int, Any] = {}  # n -> a scheduler set to n steps (copied per use)
+        self._make_schedulers = list(scheduler) if isinstance(scheduler, Sequence) else [scheduler]
+        self._schedulers: dict[tuple[int, int], Any] = {}  # (sampler, n) -> one set to n steps (copied per use)
         self.strict_loading = False  # checkpoints hold Dot's weights only, not Dash's
 
     # ----------------------------------------------------------------- steps
@@ -130,8 +132,8 @@ class MorseModule(L.LightningModule):
         return dot_mse
 
     def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
-        n = self.val_steps
-        draws = [(n, s) for s in range(n - 1)][: len(batch[0])]
+        n, samplers = self.val_steps, len(self._make_schedulers)
+        draws = [(n, s, k) for s in range(n - 1) for k in range(samplers)][: len(batch[0])]
         dot_mse, reuse_mse = self.rollout(batch[0], self._generator(10**9 + batch_idx), batch[1], draws)
         self.log("val/dot_mse", dot_mse, prog_bar=True, sync_dist=True)
         self.log("val/reuse_mse", reuse_mse, prog_bar=True, sync_dist=True)
@@ -146,7 +148,7 @@ class MorseModule(L.LightningModule):
         images: Tensor,
         generator: torch.Generator,
         context: Sequence[str] | Tensor | None = None,
-        draws: Sequence[tuple[int, int]] | None = None,
+        draws: Sequence[tuple[int, ...]] | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Mean squared error of Dot and of plain reuse against Dash on trajectory stretches.
 
@@ -154,8 +156,8 @@ class MorseModule(L.LightningModule):
             images: (B, C, H, W) data in [-1, 1] (encoded to latents for latent Dash).
             generator: drives the draws, the noise and the caption dropout.
             context: B captions or (B,) class labels; used only by a conditional Dash.
-            draws: (n, s) per group; the batch is split into len(draws) near-equal groups.
-                None: one group with (n, s) drawn from ``generator``.
+            draws: (n, s) or (n, s, sampler index) per group; the batch is split into
+                len(draws) near-equal groups. None: one group drawn from ``generator``.
 
         Returns:
             (dot_mse, reuse_mse): scalars, means over every Dot step of every sample; only
@@ -164,12 +166,12 @@ class MorseModule(L.LightningModule):
         draws = draws or [self._draw(generator)]
         context = self._dropped(context, generator)
         dot_sums, reuse_sums, counts = [], [], 0
-        for (n, s), rows in zip(draws, torch.tensor_split(torch.arange(len(images)), len(draws)), strict=True):
+        for (n, s, *sampler), rows in zip(draws, torch.tensor_split(torch.arange(len(images)), len(draws)), strict=True):
             rows = rows.tolist()
             chunk_context = (
                 context[rows] if isinstance(context, Tensor) else None if context is None else [context[i] for i in rows]
             )
-            dot_mse, reuse_mse, steps = self._stretch(images[rows], chunk_context, n, s, generator)
+            dot_mse, reuse_mse, steps = self._stretch(images[rows], chunk_context, n, s, generator, *sampler)
             weight = len(rows) * steps
             dot_sums.append(dot_mse * weight)
             reuse_sums.append(reuse_mse * weight)
@@ -177,12 +179,13 @@ class MorseModule(L.LightningModule):
         return torch.stack(dot_sums).sum() / counts, torch.stack(reuse_sums).sum() / counts
 
     def _stretch(
-        self, images: Tensor, context: Any, n: int, s: int, generator: torch.Generator
+        self, images: Tensor, context: Any, n: int, s: int, generator: torch.Generator, sampler: int = 0
     ) -> tuple[Tensor, Tensor, int]:
-        """(dot_mse, reuse_mse, Dot steps) of one group: Dash at step s of n, then up to K - 1 Dot steps."""
+        """(dot_mse, reuse_mse, Dot steps) of one group: Dash at step s of n, then up to K - 1 Dot
+        steps, with sampler number ``sampler``."""
         x0 = self.dash.encode(images)
         cond = self.dash.condition(context)
-        scheduler = copy.deepcopy(self._scheduler(n))
+        scheduler = copy.deepcopy(self._scheduler(n, sampler))
         timesteps = scheduler.timesteps.to(x0.device)
         t_s = timesteps[s]
         if self.jump_states == "sampled":
@@ -216,18 +219,22 @@ class MorseModule(L.LightningModule):
                 x = scheduler.step(estimate.detach(), t_i, x, **step_options).prev_sample
         return torch.stack(dot_losses).mean(), torch.stack(reuse_losses).mean(), len(dot_losses)
 
-    def _draw(self, generator: torch.Generator) -> tuple[int, int]:
+    def _draw(self, generator: torch.Generator) -> tuple[int, ...]:
         """(n, s): n log-uniform over ``fine_steps`` = [lo, hi] (budgets are spread
-        geometrically), the jump point s uniform over 0..n-2."""
+        geometrically), the jump point s uniform over 0..n-2; with several samplers, (n, s, k)
+        with sampler k uniform (drawn last, so a one-sampler run's draws do not change)."""
         lo, hi = self.fine_steps
         u = float(torch.rand((), generator=generator))
         n = min(hi, max(lo, round(math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo))))))
-        return n, _randint(n - 1, generator)
+        draw = (n, _randint(n - 1, generator))
+        samplers = len(self._make_schedulers)
+        return (*draw, _randint(samplers, generator)) if samplers > 1 else draw
 
-    def _scheduler(self, n: int) -> Any:
-        if n not in self._schedulers:
-            self._schedulers[n] = _prepared(self._make_scheduler(base_config=self.dash.scheduler_config), n)
-        return self._schedulers[n]
+    def _scheduler(self, n: int, sampler: int = 0) -> Any:
+        if (sampler, n) not in self._schedulers:
+            make = self._make_schedulers[sampler]
+            self._schedulers[sampler, n] = _prepared(make(base_config=self.dash.scheduler_config), n)
+        return self._schedulers[sampler, n]
 
     def _dropped(self, context: Sequence[str] | Tensor | None, generator: torch.Generator) -> Any:
         """Captions with each replaced by "" at ``prompt_dropout``; other contexts unchanged."""

@@ -18,7 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from morse_exp.checkpoints import save_dot
-from morse_exp.cli import entry_point, instantiate_logger, resolve_ckpt_path
+from morse_exp.cli import CONFIG_PATH, entry_point, instantiate_logger, resolve_ckpt_path
 from morse_exp.progress import StepProgress
 from morse_exp.schedule import JumpPattern
 from morse_exp.schedulers import scheduler_options
@@ -36,11 +36,26 @@ def build(cfg: DictConfig) -> dict[str, Any]:
     module = hydra.utils.instantiate(cfg.module)(
         dash=dash,
         dot=dot,
-        scheduler=hydra.utils.instantiate(cfg.scheduler),
+        scheduler=[hydra.utils.instantiate(c) for c in (cfg.scheduler, *extra_scheduler_configs(cfg).values())],
         max_gap=cfg.module.max_gap or jump.max_gap or widest_gap(cfg, jump, dash, dot),
         run_config=OmegaConf.to_container(cfg, resolve=True),
     )
     return {"datamodule": datamodule, "dash": dash, "dot": dot, "module": module}
+
+
+def extra_scheduler_configs(cfg: DictConfig) -> dict[str, DictConfig]:
+    """name -> scheduler config (``conf/scheduler/<name>.yaml``) of each of ``extra_schedulers``,
+    the samplers a Dot trains for besides ``scheduler``; one-line ValueError for an unknown or
+    repeated name."""
+    folder = Path(CONFIG_PATH) / "scheduler"
+    known = sorted(path.stem for path in folder.glob("*.yaml"))
+    names = list(cfg.get("extra_schedulers") or [])
+    for name in names:
+        if name not in known or name == cfg.scheduler.name or names.count(name) > 1:
+            raise ValueError(f"extra_schedulers={names} is invalid: {name!r} is "
+                             f"{'not a scheduler' if name not in known else 'listed twice'}; choose other names "
+                             f"than scheduler={cfg.scheduler.name} from {', '.join(known)}")
+    return {name: OmegaConf.load(folder / f"{name}.yaml") for name in names}
 
 
 def check_images_fit(dash: Any, datamodule: Any) -> None:
@@ -115,6 +130,8 @@ def run(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
         record = {
             "scheduler": cfg.scheduler.name,
             "scheduler_options": scheduler_options(cfg.scheduler),
+            # the other samplers this Dot was trained for (name -> options)
+            "extra_schedulers": {name: scheduler_options(c) for name, c in extra_scheduler_configs(cfg).items()},
             "jump_stride": OmegaConf.to_container(cfg.jump_stride, resolve=True),
             "coverage": objects["module"].coverage,
             "steps": trainer.global_step,
