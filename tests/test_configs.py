@@ -105,6 +105,8 @@ def test_every_option_of_a_group_composes(group: str, tmp_path: Path) -> None:
             scheduler = hydra.utils.instantiate(node)(base_config=dict(DDPMScheduler().config))
             scheduler.set_timesteps(10)
             assert node.name == name
+        elif group == "jump_stride" and name == "searched":  # reads a search run's schedules.yaml
+            assert OmegaConf.is_missing(node, "path") and node._target_.endswith("SearchedPattern")
         elif group == "jump_stride":
             assert isinstance(hydra.utils.instantiate(node), JumpPattern)
         elif group == "logger":

@@ -47,7 +47,10 @@ from morse_exp.schedule import MAX_LSD_BUDGET, DashSchedule, JumpPattern
 from morse_exp.schedulers import STOCHASTIC_SCHEDULERS, scheduler_options
 from morse_exp.speed import machine_speed_ratio
 
-METHODS = ("baseline", "reuse", "morse", "oracle", "deepcache")
+RIVALS = ("deepcache", "stitch")
+"""Rival methods: each has a config group of its own name (a Dot-like module with ``pattern``
+and ``config``) and is costed by its own N (``<name>_speed_ratio``, null: measured and stored)."""
+METHODS = ("baseline", "reuse", "morse", "oracle", *RIVALS)
 RESULT_KEYS = ("model", "dataset", "scheduler", "jump_stride", "dot", "metric", "seed", "dot_checkpoint", "fidelity", "bootstrap",
                "guidance_scale", "clip_score")
 
@@ -163,7 +166,7 @@ def git_revision() -> str | None:
         return None
 
 
-OWN_FILES = ("results.jsonl", "speed_ratio.json", "speed_ratio_deepcache.json", "samples", "config.yaml", "speedup.json", "speedup.md",
+OWN_FILES = ("results.jsonl", "speed_ratio.json", *(f"speed_ratio_{rival}.json" for rival in RIVALS), "samples", "config.yaml", "speedup.json", "speedup.md",
              "fid_vs_lsd.png", "speedup_psnr.json", "speedup_psnr.md", "psnr_vs_lsd.png")
 
 
@@ -305,7 +308,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     check_own_files(Path(cfg.paths.output_dir))
     budgets = check_budgets(cfg.lsd_budgets)
     methods = check_methods(cfg.methods, cfg.dot_checkpoint)
-    for key in ("speed_ratio", "deepcache_speed_ratio"):
+    for key in ("speed_ratio", *(f"{rival}_speed_ratio" for rival in RIVALS)):
         if cfg.get(key) is not None:
             check_speed_ratio(cfg[key], key)
     jump = hydra.utils.instantiate(cfg.jump_stride)
@@ -331,8 +334,9 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     if dot_record:
         load_dot_weights(dot, cfg.dot_checkpoint)
     dots = {"morse": dot, "oracle": OracleDot(dash)}
-    if "deepcache" in methods:
-        dots["deepcache"] = hydra.utils.instantiate(cfg.deepcache)(dash=dash).to(cfg.device)
+    rivals = [method for method in methods if method in RIVALS]
+    for rival in rivals:
+        dots[rival] = hydra.utils.instantiate(cfg[rival])(dash=dash).to(cfg.device).eval()
 
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -343,14 +347,12 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     pattern_of = dict.fromkeys(methods, jump)
     ratio_of = dict.fromkeys(methods, speed_ratio)
     hash_of = dict.fromkeys(methods, this_config)
-    settings_of: dict[str, dict[str, Any]] = {}
-    if "deepcache" in methods:
-        settings_of["deepcache"] = dots["deepcache"].config
-        pattern_of["deepcache"] = dots["deepcache"].pattern
-        ratio_of["deepcache"] = resolve_speed_ratio(cfg, dash, dots["deepcache"], out_dir, contexts,
-                                                    given=cfg.deepcache_speed_ratio,
-                                                    record_name="speed_ratio_deepcache.json")
-        hash_of["deepcache"] = config_hash(cfg, ratio_of["deepcache"], settings_of["deepcache"])
+    settings_of = {rival: dots[rival].config for rival in rivals}
+    for rival in rivals:
+        pattern_of[rival] = dots[rival].pattern
+        ratio_of[rival] = resolve_speed_ratio(cfg, dash, dots[rival], out_dir, contexts,
+                                              given=cfg[f"{rival}_speed_ratio"], record_name=f"speed_ratio_{rival}.json")
+        hash_of[rival] = config_hash(cfg, ratio_of[rival], settings_of[rival])
 
     def draw(schedule: DashSchedule, label: str, method: str = "baseline") -> Any:
         return generate(
@@ -395,8 +397,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             scores["ssim"] = ssim(generated.images, reference)
         record = {
             **common, "method": method, "speed_ratio": ratio_of[method], "config_hash": hash_of[method],
-            **({"method_settings": settings_of[method], "jump_stride": {"stride": pattern_of[method].stride}}
-               if method in settings_of else {}),
+            **({"method_settings": settings_of[method], "jump_stride": None} if method in settings_of else {}),
             "lsd_budget": budget, "lsd": lsd,
             "num_steps": schedule.num_steps, "dash_calls": schedule.dash_calls,
             "dot_calls": schedule.dot_calls,

@@ -2,7 +2,7 @@
 
 Input: result records, one dict per (method, budget), stored one JSON object per line in
 ``results.jsonl`` by an evaluate run. Keys used here: ``method`` ("baseline", "reuse",
-"morse", "oracle" or a rival such as "deepcache"), ``lsd_budget`` (the requested budget, LSD), ``lsd`` (the point's actual cost, LSD),
+"morse", "oracle" or a rival: "deepcache", "stitch"), ``lsd_budget`` (the requested budget, LSD), ``lsd`` (the point's actual cost, LSD),
 ``seconds`` (wall-clock seconds to generate the point's samples), a quality metric (``fid`` by
 default), ``extractor`` (FID feature extractor) and ``num_samples``; ``model``, ``dataset`` and
 ``scheduler`` are copied into the report when present.
@@ -47,6 +47,7 @@ COMPARISONS: tuple[tuple[str, str], ...] = (
     ("reuse", "baseline"),
     ("oracle", "baseline"),
     ("deepcache", "baseline"),
+    ("stitch", "baseline"),
     ("morse", "reuse"),
 )
 """(method, reference) pairs reported; a pair is skipped when either method has no records."""
@@ -55,13 +56,14 @@ COST_KEYS: tuple[str, ...] = ("lsd", "seconds")
 CONTEXT_KEYS: tuple[str, ...] = ("model", "dataset", "scheduler", "extractor", "num_samples")
 """Keys that must take one value across the records of one report (a curve mixes nothing)."""
 
-METHOD_ORDER: tuple[str, ...] = ("baseline", "reuse", "morse", "oracle", "deepcache")
+METHOD_ORDER: tuple[str, ...] = ("baseline", "reuse", "morse", "oracle", "deepcache", "stitch")
 METHOD_STYLE: dict[str, dict[str, Any]] = {
     "baseline": {"color": "black", "marker": "o", "linestyle": "-"},
     "reuse": {"color": "tab:orange", "marker": "s", "linestyle": "--"},
     "morse": {"color": "tab:blue", "marker": "^", "linestyle": "-"},
     "oracle": {"color": "tab:gray", "marker": "v", "linestyle": ":"},
     "deepcache": {"color": "tab:green", "marker": "D", "linestyle": "-."},
+    "stitch": {"color": "tab:purple", "marker": "P", "linestyle": "-."},
 }
 COST_LABEL = {"lsd": "LSD", "seconds": "seconds"}
 

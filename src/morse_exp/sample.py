@@ -26,6 +26,7 @@ from morse_exp.dash import Dash
 from morse_exp.dot import OracleDot
 from morse_exp.evaluate import (
     METHODS,
+    RIVALS,
     check_budgets,
     check_conditioning,
     check_dot_record,
@@ -41,7 +42,7 @@ from morse_exp.images import save_grid
 from morse_exp.metrics import to_uint8
 from morse_exp.schedule import MAX_LSD_BUDGET
 
-SAMPLE_METHODS = tuple(method for method in METHODS if method != "deepcache")
+SAMPLE_METHODS = tuple(method for method in METHODS if method not in RIVALS)
 
 
 def prompt_contexts(cfg: DictConfig, dash: Dash) -> list[Any] | None:
@@ -64,7 +65,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         raise ValueError(f"lsd_budget={cfg.lsd_budget!r} is invalid: give one budget in [1, {MAX_LSD_BUDGET}] LSD") from None
     if cfg.method not in SAMPLE_METHODS:
         raise ValueError(f"method={cfg.method!r} is invalid: choose one of {', '.join(SAMPLE_METHODS)} "
-                         "(rivals such as deepcache run in evaluate)")
+                         "(the rivals run in evaluate)")
     (method,) = check_methods([cfg.method], cfg.dot_checkpoint)
     jump = hydra.utils.instantiate(cfg.jump_stride)
     dot_record = check_dot_record(cfg) if method == "morse" else None

@@ -5,7 +5,9 @@ in order, ``scale_model_input`` and exactly one ``step(eps, t, x)``. At a Dash s
 estimate is ``dash(x_t, t)``; at a Dot step it is ``z_ts + dot(x_ts, x_t, z_ts, t_s, t)``,
 anchored at the last Dash step (``dot=None`` reuses ``z_ts`` unchanged). A Dot that keeps
 something of Dash's own calls (DeepCache's deep features) has a ``watching_dash()`` context
-that the Dash steps run inside. The sampler never touches alphas or sigmas.
+that the Dash steps run inside. A schedule's lead steps (before the first Dash step) need a
+Dot that builds on no Dash estimate (``anchor_free``, e.g. T-Stitch's small Dash): it gets
+``z_ts = 0`` and ``x_ts = x_t``. The sampler never touches alphas or sigmas.
 
 With classifier-free guidance the batch is doubled (unconditional first); each half keeps
 its own anchor, and the guided estimate is formed after Dash/Dot, before the step.
@@ -84,6 +86,9 @@ def sample(
         (B, C, H, W) samples in the model's space (latents for latent models; decode with
         ``dash.decode``) and the loop's :class:`SamplingStats`.
     """
+    if schedule.lead_steps and not getattr(dot, "anchor_free", False):
+        raise ValueError(f"the schedule starts with {schedule.lead_steps} lead steps, which need an anchor-free "
+                         f"model (e.g. stitch's small Dash), not {type(dot).__name__}")
     device = generators[0].device
     dtype = next(dash.unet.parameters()).dtype
     set_timesteps(scheduler, schedule.num_steps, device=device)
@@ -108,7 +113,7 @@ def sample(
             dash_calls += 1
             source = "dash"
         else:
-            x_ts, z_ts, t_s = anchor
+            x_ts, z_ts, t_s = anchor if anchor is not None else (model_input, torch.zeros_like(model_input), t)
             z = z_ts if dot is None else z_ts + dot(x_ts, model_input, z_ts, t_s, t, cond)
             dot_calls += 1
             source = "dot"

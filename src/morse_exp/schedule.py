@@ -2,8 +2,9 @@
 
 A *schedule* is a fine step count ``n`` and the set ``S`` of step positions (0-based, in
 sampling order) at which the pretrained Dash runs; every other step is a Dot step that adds a
-residual to the last Dash estimate. Position 0 is always a Dash step: there is nothing to
-reuse before it.
+residual to the last Dash estimate. Position 0 is a Dash step (there is nothing to reuse
+before it), unless the schedule has *lead steps*: the first steps of a cheap model that needs
+no Dash estimate (T-Stitch's small Dash, :mod:`morse_exp.stitch`), after which Dash takes over.
 
 Cost is counted in LSD (latency of one Dash step): a Dash step costs 1, a Dot step costs
 ``1 / speed_ratio`` where ``speed_ratio`` (N in the paper) is the measured Dash/Dot latency
@@ -39,11 +40,15 @@ class DashSchedule:
 
     Attributes:
         num_steps: n, the number of sampler steps (timesteps visited).
-        dash_steps: sorted step positions in ``[0, n)`` where Dash runs; always contains 0.
+        dash_steps: sorted step positions in ``[0, n)`` where Dash runs; the first one is
+            ``lead_steps`` (0 unless there are lead steps).
+        lead_steps: the first steps, run by a model that needs no Dash estimate; costed as
+            Dot steps (1/N LSD, N being that model's latency ratio).
     """
 
     num_steps: int
     dash_steps: tuple[int, ...]
+    lead_steps: int = 0
 
     def __post_init__(self) -> None:
         if self.num_steps < 1:
@@ -54,9 +59,12 @@ class DashSchedule:
                 f"Dash step positions {bad} lie outside the step count: valid positions are "
                 f"0..{self.num_steps - 1}"
             )
-        if not self.dash_steps or self.dash_steps[0] != 0:
+        if not 0 <= self.lead_steps <= self.num_steps:
+            raise ValueError(f"lead_steps={self.lead_steps} is invalid for {self.num_steps} steps: use 0..{self.num_steps}")
+        first = self.dash_steps[0] if self.dash_steps else self.num_steps
+        if first != self.lead_steps:
             raise ValueError(
-                f"dash_steps={list(self.dash_steps)} must start with position 0: the first step "
+                f"dash_steps={list(self.dash_steps)} must start with position {self.lead_steps}: the first step "
                 "has no earlier Dash estimate for Dot to build on"
             )
         if list(self.dash_steps) != sorted(set(self.dash_steps)):
@@ -117,7 +125,7 @@ class DashSchedule:
         """The largest gap K: one Dash step and the K - 1 Dot steps that build on it (the last
         Dash step's run to the end of sampling included). 1 for the every-step baseline."""
         ends = (*self.dash_steps[1:], self.num_steps)
-        return max(b - a for a, b in zip(self.dash_steps, ends, strict=True))
+        return max((b - a for a, b in zip(self.dash_steps, ends, strict=True)), default=1)
 
     def jump_point(self, position: int) -> int:
         """The last Dash step at or before ``position`` (s(i) in the paper)."""
