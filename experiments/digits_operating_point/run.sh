@@ -6,7 +6,7 @@
 # Settings are chosen on seed set A (seed=0, 1,000 samples) and the chosen pattern is
 # reported on seed set B (seed=1, 2,000 samples), never seen while choosing.
 # Run from the repository root; one thread per process (2-core machines):
-#   bash experiments/digits_operating_point/run.sh [select|report PATTERN...|paper_split]
+#   bash experiments/digits_operating_point/run.sh [select|report PATTERN...|paper_split|stride4_dot|report_s4 P]
 set -euo pipefail
 OUT=outputs/experiments/digits_operating_point
 HERE=experiments/digits_operating_point
@@ -21,7 +21,30 @@ name() { echo "$*" | sed 's/jump_stride[=.]//; s/ jump_stride\./_/; s/=//g'; }
 
 [ -f $OUT/train_k6/dot/dot.json ] || python -m morse_exp.train module.max_gap=6 hydra.run.dir=$OUT/train_k6
 
-if [ "${1:-select}" = paper_split ]; then
+if [ "${1:-select}" = stride4_dot ]; then
+  # A Dot for the chosen stride only (gaps 1..3), trained 3x longer (3,000 steps), then on seed
+  # set A: stride 4 and the schedules searched for it (calibration seed 100, 128 samples, never
+  # used for reporting), beside each other; `report_s4` runs the better one on seed set B.
+  DOT=$OUT/train_s4_3k/dot
+  [ -f $DOT/dot.json ] || python -m morse_exp.train jump_stride=stride4 trainer.max_steps=3000 \
+    hydra.run.dir=$OUT/train_s4_3k
+  python -m morse_exp.evaluate jump_stride=stride4 dot_checkpoint=$DOT "lsd_budgets=$BUDGETS" \
+    metric.num_samples=1000 seed=0 hydra.run.dir=$OUT/select_s4_3k/stride4
+  python -m morse_exp.search dot_checkpoint=$DOT "lsd_budgets=$BUDGETS" num_samples=128 refine_top=1 \
+    max_rounds=3 hydra.run.dir=$OUT/search_s4_3k
+  cp $OUT/search_s4_3k/search.md $HERE/search_s4_3k.md
+  python -m morse_exp.evaluate jump_stride=searched jump_stride.path=$OUT/search_s4_3k/schedules.yaml \
+    dot_checkpoint=$DOT "lsd_budgets=$BUDGETS" metric.num_samples=1000 seed=0 hydra.run.dir=$OUT/select_s4_3k/searched
+  python -m morse_exp.report $OUT/select_s4_3k --out $HERE/select_s4_3k
+elif [ "${1:-select}" = report_s4 ]; then
+  # seed set B (seed 1, 2,000 samples) for the stride-4 Dot: run.sh report_s4 stride4|searched
+  DOT=$OUT/train_s4_3k/dot
+  pattern=(jump_stride=stride4)
+  [ "$2" = searched ] && pattern=(jump_stride=searched jump_stride.path=$OUT/search_s4_3k/schedules.yaml)
+  python -m morse_exp.evaluate "${pattern[@]}" dot_checkpoint=$DOT "lsd_budgets=$BUDGETS" \
+    metric.num_samples=2000 seed=1 hydra.run.dir=$OUT/report_s4_3k/$2
+  python -m morse_exp.report $OUT/report_s4_3k --out $HERE/report_s4_3k
+elif [ "${1:-select}" = paper_split ]; then
   # The paper's k = B/2 and where its last Dash step falls, on seed set A, with the DDIM Dot
   # of experiments/digits_samplers (trained for every gap up to 8, which k = B/2 needs at
   # N = 5.58 when sampling ends on Dot steps), beside stride 4 with the same Dot. Budgets stop
