@@ -192,7 +192,7 @@ def test_fit_extractor_autoencoder_on_image_folder(tmp_path):
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("fit_extractor", overrides=[
             "name=crops_ae", "kind=autoencoder", "steps=4", "batch_size=32", "code_dim=16",
-            "width=8", f"save_dir={save_dir}",
+            "width=8", f"save_dir={save_dir}", f"paths.output_dir={tmp_path / 'run'}",
         ])
     cfg.dataset = OmegaConf.create({
         "_target_": "morse_exp.data.ImageFolderDataModule", "root": str(folder), "size": 16,
@@ -271,3 +271,28 @@ def test_a_pickle_planted_in_the_metric_cache_never_runs(digits, tmp_path, no_us
     assert not marker.exists()
     assert again == pytest.approx(clean)
     assert oct((tmp_path / "cache").stat().st_mode & 0o777) == "0o700"
+
+
+def test_an_interrupted_fit_resumes_to_the_same_extractor(digits, tmp_path, monkeypatch):
+    from morse_exp import fit_extractor
+    from morse_exp.fit_extractor import fit
+
+    whole, _ = fit(digits, kind="classifier", steps=6, width=8, code_dim=8)
+    save = fit_extractor._save_state
+
+    def save_then_stop(*args):
+        save(*args)
+        raise KeyboardInterrupt  # the run is stopped right after its step-3 save
+
+    state = tmp_path / "run" / "fit_state.pt"
+    monkeypatch.setattr(fit_extractor, "_save_state", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        fit(digits, kind="classifier", steps=6, width=8, code_dim=8, state_path=state, save_every=3)
+    monkeypatch.undo()
+    assert torch.load(state, weights_only=True)["step"] == 3
+    resumed, _ = fit(digits, kind="classifier", steps=6, width=8, code_dim=8, state_path=state, save_every=3)
+    for key, value in whole.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+    assert torch.load(state, weights_only=True)["step"] == 6
+    with pytest.raises(ValueError, match=r"fit_state.pt was saved with other settings \(lr differ\)"):
+        fit(digits, kind="classifier", steps=6, width=8, code_dim=8, lr=1e-3, state_path=state)

@@ -7,10 +7,16 @@ reconstruction error; ``kind=auto`` picks the classifier when the dataset has la
 The extractor is written atomically (``<name>.partial/`` then renamed) to
 ``<save_dir>/<name>/`` (default ``outputs/extractors/<name>/``), where
 :class:`morse_exp.metrics.QualityMetrics` finds it by name. See :mod:`morse_exp.extractors`.
+
+Long fits are resumable: every ``save_every`` steps the training state (weights, optimiser,
+learning-rate schedule, random streams, step) is written atomically to
+``<run dir>/fit_state.pt``; rerunning with the same ``hydra.run.dir`` and settings continues
+from it and ends with the same extractor as an uninterrupted run.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import time
 from pathlib import Path
@@ -23,6 +29,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from morse_exp.atomic import write_atomic
 from morse_exp.cli import entry_point
 from morse_exp.extractors import ExtractorNet, save_extractor
 from morse_exp.progress import Progress
@@ -120,8 +127,14 @@ def fit(
     code_dim: int = 64,
     width: int = 32,
     augment_shift: int = 1,
+    state_path: Path | None = None,
+    save_every: int = 100,
 ) -> tuple[ExtractorNet, dict[str, Any]]:
-    """Train an extractor on ``datamodule``'s train split; returns (model, record for the json)."""
+    """Train an extractor on ``datamodule``'s train split; returns (model, record for the json).
+
+    With ``state_path``, the training state is saved there every ``save_every`` steps and a
+    state already there (from the same settings) is resumed; see the module docstring.
+    """
     torch.manual_seed(seed)
     train, heldout = _in_memory(datamodule.split("train")), _in_memory(datamodule.split("heldout"))
     labels = dataset_labels(train) if getattr(datamodule, "has_labels", True) else None
@@ -141,10 +154,16 @@ def fit(
     )
     generator = torch.Generator().manual_seed(seed + 1)
     batches = _batches(train, batch_size, seed)
+    settings = {"kind": kind, "steps": steps, "seed": seed, "batch_size": batch_size, "lr": lr,
+                "weight_decay": weight_decay, "code_dim": code_dim, "width": width, "augment_shift": augment_shift,
+                "dataset": datamodule.name, "num_train": len(train)}
+    done = _resume(state_path, settings, model, optimizer, schedule, generator) if state_path else 0
+    for _ in range(done):  # the data order of an uninterrupted run
+        next(batches)
     start, loss_value = time.time(), float("nan")
-    progress = Progress("fit_extractor", steps)
+    progress = Progress("fit_extractor" + (f" (resumed at step {done})" if done else ""), steps - done)
     model.train()
-    for _ in range(steps):
+    for step in range(done, steps):
         images, targets = next(batches)
         images = _quantize(images)
         if kind == "classifier":
@@ -157,6 +176,8 @@ def fit(
         schedule.step()
         loss_value = loss.item()
         progress.update(1, f"loss {loss_value:.4f}")
+        if state_path is not None and ((step + 1) % save_every == 0 or step + 1 == steps):
+            _save_state(state_path, settings, step + 1, model, optimizer, schedule, generator)
     progress.close()
     model.calibrate(_quantize(_stack(train)))
     scores = evaluate(model, heldout)
@@ -182,6 +203,40 @@ def fit(
     return model, record
 
 
+def _save_state(path: Path, settings: dict[str, Any], step: int, model: ExtractorNet, optimizer: Any,
+                schedule: Any, generator: torch.Generator) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save({"settings": settings, "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(), "generator": generator.get_state(),
+                "torch_rng": torch.get_rng_state()}, buffer)  # the global stream drives dropout
+    write_atomic(path, buffer.getvalue())
+
+
+def _resume(path: Path, settings: dict[str, Any], model: ExtractorNet, optimizer: Any, schedule: Any,
+            generator: torch.Generator) -> int:
+    """Load a saved training state into the objects; returns its step (0 when there is none).
+    One-line ValueError when it was saved with other settings or cannot be read."""
+    if not path.is_file():
+        return 0
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001  (any unreadable file: one line, not a traceback)
+        raise ValueError(f"{path} is not a readable fit state ({type(error).__name__}): delete it to start "
+                         "over, or use another hydra.run.dir") from None
+    if state.get("settings") != settings:
+        changed = sorted(k for k in settings if state.get("settings", {}).get(k) != settings[k])
+        raise ValueError(f"{path} was saved with other settings ({', '.join(changed)} differ): rerun with its "
+                         "settings to resume, or use another hydra.run.dir to start over")
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    print(f"resuming fit_extractor from {path} at step {state['step']}")
+    return int(state["step"])
+
+
 def _command() -> str:
     try:
         from hydra.core.hydra_config import HydraConfig
@@ -199,7 +254,8 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     model, record = fit(
         datamodule, kind=cfg.kind, steps=cfg.steps, seed=cfg.seed, batch_size=cfg.batch_size,
         lr=cfg.lr, weight_decay=cfg.weight_decay, code_dim=cfg.code_dim, width=cfg.width,
-        augment_shift=cfg.augment_shift,
+        augment_shift=cfg.augment_shift, state_path=Path(cfg.paths.output_dir) / "fit_state.pt",
+        save_every=cfg.save_every,
     )
     name = cfg.get("name") or f"{datamodule.name}_{model.kind}"
     record["training"]["command"] = _command()
