@@ -129,10 +129,12 @@ def fit(
     augment_shift: int = 1,
     state_path: Path | None = None,
     save_every: int = 100,
+    device: str = "cpu",
 ) -> tuple[ExtractorNet, dict[str, Any]]:
     """Train an extractor on ``datamodule``'s train split; returns (model, record for the json).
 
-    With ``state_path``, the training state is saved there every ``save_every`` steps and a
+    Training runs on ``device`` (the batches, drawn and augmented on the CPU, are moved there);
+    the returned model is on the CPU. With ``state_path``, the training state is saved there every ``save_every`` steps and a
     state already there (from the same settings) is resumed; see the module docstring.
     """
     torch.manual_seed(seed)
@@ -146,7 +148,7 @@ def fit(
         raise ValueError(f"kind={kind!r} is invalid: use classifier, autoencoder or auto")
     channels, resolution, _ = datamodule.image_shape
     num_classes = int(labels.max()) + 1 if kind == "classifier" else None
-    model = ExtractorNet(kind, channels, resolution, code_dim, width, num_classes)
+    model = ExtractorNet(kind, channels, resolution, code_dim, width, num_classes).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     warmup = max(1, min(100, steps // 10))
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -167,8 +169,10 @@ def fit(
         images, targets = next(batches)
         images = _quantize(images)
         if kind == "classifier":
-            loss = F.cross_entropy(model(random_shift(images, augment_shift, generator)), targets)
+            images = random_shift(images, augment_shift, generator).to(device)
+            loss = F.cross_entropy(model(images), targets.to(device))
         else:
+            images = images.to(device)
             loss = F.mse_loss(model(images), images)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -179,6 +183,7 @@ def fit(
         if state_path is not None and ((step + 1) % save_every == 0 or step + 1 == steps):
             _save_state(state_path, settings, step + 1, model, optimizer, schedule, generator)
     progress.close()
+    model.cpu()
     model.calibrate(_quantize(_stack(train)))
     scores = evaluate(model, heldout)
     record = {
@@ -255,7 +260,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         datamodule, kind=cfg.kind, steps=cfg.steps, seed=cfg.seed, batch_size=cfg.batch_size,
         lr=cfg.lr, weight_decay=cfg.weight_decay, code_dim=cfg.code_dim, width=cfg.width,
         augment_shift=cfg.augment_shift, state_path=Path(cfg.paths.output_dir) / "fit_state.pt",
-        save_every=cfg.save_every,
+        save_every=cfg.save_every, device=cfg.device,
     )
     name = cfg.get("name") or f"{datamodule.name}_{model.kind}"
     record["training"]["command"] = _command()
