@@ -37,6 +37,7 @@ CASES: dict[str, tuple[str, list[str], list[str]]] = {
     "stitch_fraction_outside": ("evaluate", ["methods=[baseline,stitch]", "stitch.fraction=1.5",
                                              "stitch.small.pretrained=${model.pretrained}"], ["stitch.fraction=1.5", "[0, 1]"]),
     "stitch_without_small_model": ("evaluate", ["methods=[baseline,stitch]"], ["stitch.small.pretrained", "not set"]),
+    "fit_extractor_without_gpu": ("fit_extractor", ["device=cuda"], ["device=cuda", "no CUDA GPU"]),
     "search_budget_below_one_dash_step": ("search", ["lsd_budgets=[0.5]"], ["lsd_budgets", "0.5"]),
     "search_psnr_with_stochastic_sampler": ("search", ["scheduler=ddpm"], ["objective=psnr", "ddpm", "objective=fid"]),
     "folder_without_root": ("evaluate", ["dataset=image_folder"], ["dataset.root"]),
@@ -84,7 +85,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any
         else:
             (run_dir / "results.jsonl").write_bytes(earlier)
         common = {"evaluate": EVALUATE, "train": ["logger=none"], "sample": ["num_samples=4"],
-                  "search": ["num_samples=4"]}[entry]
+                  "search": ["num_samples=4"], "fit_extractor": ["steps=1"]}[entry]
         argv = [arg.replace("{work}", str(work)) for arg in argv]
         own_dir = [] if any(arg.startswith("hydra.") for arg in argv) else [f"hydra.run.dir={run_dir}"]
         flags = [arg for arg in argv if arg.startswith("-")]  # e.g. -m: before the overrides

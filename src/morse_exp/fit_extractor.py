@@ -254,6 +254,8 @@ def _command() -> str:
 
 def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Train, save atomically to ``<save_dir>/<name>/``, print the held-out score."""
+    if str(cfg.device).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={cfg.device} is invalid here: this machine has no CUDA GPU; use device=cpu")
     datamodule = hydra.utils.instantiate(cfg.dataset)
     datamodule.check_available()
     model, record = fit(
