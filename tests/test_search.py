@@ -118,3 +118,17 @@ def test_bad_searched_pattern_file_is_one_line(tmp_path, content, words):
     with pytest.raises(ValueError, match=rf"^jump_stride.path={path}[: ].*{words}") as caught:
         SearchedPattern(str(path))
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("budget", "ratio", "max_gap"), [(3, 4.0, 4), (5, 4.0, 3), (8, 5.58, 4)])
+def test_the_progress_bound_holds_the_schedules_a_search_scores(budget, ratio, max_gap):
+    from morse_exp.search import most_scored
+
+    scored = set()
+
+    def score(s: DashSchedule) -> float:
+        scored.add((s.num_steps, s.dash_steps))
+        return -abs(s.num_steps - 9) - s.dash_steps[-1] * 0.01
+
+    search_budget(budget, ratio, max_gap, (1, 100), score, refine_top=2, max_rounds=3)
+    assert len(scored) <= most_scored(budget, ratio, max_gap, (1, 100), 2, 3)

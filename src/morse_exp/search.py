@@ -39,6 +39,7 @@ from morse_exp.cli import entry_point
 from morse_exp.evaluate import check_budgets, check_dot_record, check_run_settings, resolve_speed_ratio
 from morse_exp.fidelity import check_deterministic, psnr
 from morse_exp.generation import generate
+from morse_exp.progress import Progress
 from morse_exp.schedule import DashSchedule, JumpPattern
 
 OBJECTIVES = ("psnr", "fid")
@@ -121,6 +122,16 @@ def search_budget(
     return {"schedule": schedule, "score": value, "strides": strides}
 
 
+def most_scored(
+    budget: float, speed_ratio: float, max_gap: int, fine_steps: tuple[int, int], refine_top: int, max_rounds: int
+) -> int:
+    """An upper bound on the schedules :func:`search_budget` scores (for its progress report):
+    the strides, the scan, and every move of every round of every refined start."""
+    scan = affordable_schedules(budget, speed_ratio, max_gap, fine_steps)
+    most_dash = max((s.dash_calls for s in scan), default=1)
+    return max_gap + len(scan) + refine_top * (1 + max_rounds * 2 * max(0, most_dash - 1))
+
+
 def check_search_settings(cfg: DictConfig) -> list[float]:
     """One-line ValueErrors for the search's own settings, before any work; returns the budgets."""
     if cfg.objective not in OBJECTIVES:
@@ -188,18 +199,23 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         steps = cfg.reference_steps or math.ceil(1.5 * max(budgets))
         reference = draw(DashSchedule.every_step(steps))
     scores: dict[tuple[int, tuple[int, ...]], float] = {}
+    progress: Progress | None = None
 
     def score(schedule: DashSchedule) -> float:
         key = (schedule.num_steps, schedule.dash_steps)
         if key not in scores:
             images = draw(schedule)
             scores[key] = psnr(images, reference) if reference is not None else -metric.compute(images)["fid"]
+            progress.update(1, f"n = {schedule.num_steps}, {len(schedule.dash_steps)} Dash steps")
         return scores[key]
 
     found = {}
     for budget in budgets:
         before = len(scores)
+        progress = Progress(f"search @ {budget:g} LSD (schedules scored, of at most)",
+                            most_scored(budget, speed_ratio, max_gap, fine_steps, cfg.refine_top, cfg.max_rounds))
         found[budget] = search_budget(budget, speed_ratio, max_gap, fine_steps, score, cfg.refine_top, cfg.max_rounds)
+        progress.close()
         best = found[budget]
         stride, (_, stride_score) = max(best["strides"].items(), key=lambda item: item[1][1])
         print(f"{budget:g} LSD: n = {best['schedule'].num_steps}, Dash at {list(best['schedule'].dash_steps)}, "
