@@ -132,3 +132,13 @@ def test_the_progress_bound_holds_the_schedules_a_search_scores(budget, ratio, m
 
     search_budget(budget, ratio, max_gap, (1, 100), score, refine_top=2, max_rounds=3)
     assert len(scored) <= most_scored(budget, ratio, max_gap, (1, 100), 2, 3)
+
+
+def test_a_dot_trained_for_a_searched_pattern_covers_its_widest_gap(tiny_dash_dir, tmp_path, run_config):
+    from morse_exp.train import build
+
+    path = tmp_path / "schedules.yaml"
+    path.write_text("speed_ratio: 4.0\nschedules:\n  5.0: {num_steps: 10, dash_steps: [0, 5, 8]}\n")
+    cfg = run_config("train", [f"model.pretrained={tiny_dash_dir}", "dot.width=8", "dot.norm_groups=4",
+                               "dot.lora_rank=2", "jump_stride=searched", f"jump_stride.path={path}"], tmp_path / "run")
+    assert build(cfg)["module"].max_gap == 5
