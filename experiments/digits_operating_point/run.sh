@@ -6,7 +6,7 @@
 # Settings are chosen on seed set A (seed=0, 1,000 samples) and the chosen pattern is
 # reported on seed set B (seed=1, 2,000 samples), never seen while choosing.
 # Run from the repository root; one thread per process (2-core machines):
-#   bash experiments/digits_operating_point/run.sh [select|report PATTERN...|paper_split|stride4_dot|report_s4 P]
+#   bash experiments/digits_operating_point/run.sh [select|report PATTERN...|paper_split|stride4_dot|search_fid|report_s4 P]
 set -euo pipefail
 OUT=outputs/experiments/digits_operating_point
 HERE=experiments/digits_operating_point
@@ -35,6 +35,15 @@ if [ "${1:-select}" = stride4_dot ]; then
   cp $OUT/search_s4_3k/search.md $HERE/search_s4_3k.md
   python -m morse_exp.evaluate jump_stride=searched jump_stride.path=$OUT/search_s4_3k/schedules.yaml \
     dot_checkpoint=$DOT "lsd_budgets=$BUDGETS" metric.num_samples=1000 seed=0 hydra.run.dir=$OUT/select_s4_3k/searched
+  python -m morse_exp.report $OUT/select_s4_3k --out $HERE/select_s4_3k
+elif [ "${1:-select}" = search_fid ]; then
+  # The same search with FID as its objective (calibration seed 100, 512 samples), then seed set A
+  DOT=$OUT/train_s4_3k/dot
+  python -m morse_exp.search dot_checkpoint=$DOT "lsd_budgets=$BUDGETS" objective=fid num_samples=512 \
+    refine_top=1 max_rounds=3 hydra.run.dir=$OUT/search_fid_s4_3k
+  cp $OUT/search_fid_s4_3k/search.md $HERE/search_fid_s4_3k.md
+  python -m morse_exp.evaluate jump_stride=searched jump_stride.path=$OUT/search_fid_s4_3k/schedules.yaml \
+    dot_checkpoint=$DOT "lsd_budgets=$BUDGETS" metric.num_samples=1000 seed=0 hydra.run.dir=$OUT/select_s4_3k/searched_fid
   python -m morse_exp.report $OUT/select_s4_3k --out $HERE/select_s4_3k
 elif [ "${1:-select}" = report_s4 ]; then
   # seed set B (seed 1, 2,000 samples) for the stride-4 Dot: run.sh report_s4 stride4|searched
