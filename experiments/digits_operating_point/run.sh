@@ -46,10 +46,11 @@ elif [ "${1:-select}" = search_fid ]; then
     dot_checkpoint=$DOT "lsd_budgets=$BUDGETS" metric.num_samples=1000 seed=0 hydra.run.dir=$OUT/select_s4_3k/searched_fid
   python -m morse_exp.report $OUT/select_s4_3k --out $HERE/select_s4_3k
 elif [ "${1:-select}" = report_s4 ]; then
-  # seed set B (seed 1, 2,000 samples) for the stride-4 Dot: run.sh report_s4 stride4|searched
+  # seed set B (seed 1, 2,000 samples) for the stride-4 Dot: run.sh report_s4 stride4|searched|searched_fid
   DOT=$OUT/train_s4_3k/dot
   pattern=(jump_stride=stride4)
   [ "$2" = searched ] && pattern=(jump_stride=searched jump_stride.path=$OUT/search_s4_3k/schedules.yaml)
+  [ "$2" = searched_fid ] && pattern=(jump_stride=searched jump_stride.path=$OUT/search_fid_s4_3k/schedules.yaml)
   python -m morse_exp.evaluate "${pattern[@]}" dot_checkpoint=$DOT "lsd_budgets=$BUDGETS" \
     metric.num_samples=2000 seed=1 hydra.run.dir=$OUT/report_s4_3k/$2
   python -m morse_exp.report $OUT/report_s4_3k --out $HERE/report_s4_3k
