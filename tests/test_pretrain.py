@@ -148,3 +148,26 @@ def test_emoji32_architecture_fits_the_emoji32_dataset_inside_a_dot(tmp_path):
     datamodule = hydra.utils.instantiate(cfg.dataset)
     assert (unet.config.in_channels, unet.config.sample_size, unet.config.sample_size) == datamodule.image_shape
     assert len(unet.config.block_out_channels) == 3 and sum(p.numel() for p in unet.parameters()) > 2_000_000
+
+
+def test_init_from_continues_from_a_saved_dash_and_counts_its_steps(tmp_path):
+    """init_from copies a saved Dash's weights (EMA starts there too): with no further steps the
+    new Dash equals the given one tensor for tensor, and the provenance adds both runs' steps."""
+    common = [*TINY, "architecture.block_out_channels=[8,16]"]
+    pretrain.run(compose_config("pretrain", common, tmp_path / "first"))
+    given = tmp_path / "first" / "dash"
+    pretrain.run(compose_config("pretrain", [*common, f"init_from={given}", "trainer.max_steps=0"], tmp_path / "same"))
+    before, after = load_dash(str(given)).unet.state_dict(), load_dash(str(tmp_path / "same" / "dash")).unet.state_dict()
+    assert before.keys() == after.keys() and all(before[k].equal(after[k]) for k in before)
+    pretrain.run(compose_config("pretrain", [*common, f"init_from={given}", "trainer.max_steps=2"], tmp_path / "more"))
+    provenance = json.loads((tmp_path / "more" / "dash" / "provenance.json").read_text())
+    assert provenance["steps"] == 3 + 2 and provenance["init_from"] == str(given)
+
+
+def test_init_from_another_architecture_is_one_line_before_training(tmp_path):
+    pretrain.run(compose_config("pretrain", [*TINY, "architecture.block_out_channels=[8,16]"], tmp_path / "first"))
+    cfg = compose_config("pretrain", [*TINY, "architecture.block_out_channels=[8,8]",
+                                      f"init_from={tmp_path / 'first' / 'dash'}"], tmp_path / "other")
+    with pytest.raises(ValueError, match=r"^init_from=.*does not hold the configured architecture \(\d+ parameters differ"):
+        pretrain.run(cfg)
+    assert not (tmp_path / "other" / "checkpoints").exists()

@@ -3,7 +3,9 @@
 Writes ``<run dir>/dash/`` (safetensors, config, scheduler config, provenance.json) and a
 grid of its samples (``samples.png``, DDIM 50 steps). Lightning checkpoints (weights, EMA,
 optimiser) go to ``<run dir>/checkpoints/`` every ``checkpoint.every_n_train_steps`` steps;
-resume a stopped run with ``hydra.run.dir=<its run dir> ckpt_path=last``.
+resume a stopped run with ``hydra.run.dir=<its run dir> ckpt_path=last``. Without its
+checkpoints, ``init_from=<a Dash directory>`` continues from a saved Dash's (EMA) weights
+with a fresh optimiser and warm-up; the provenance then counts that Dash's steps too.
 
 With ``autoencoder=/path/to/autoencoder`` (a diffusers AutoencoderKL or VQModel directory,
 or a pipeline directory with vae/ or vqvae/) it trains a latent Dash on the autoencoder's
@@ -23,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from morse_exp.cli import entry_point, instantiate_logger, resolve_ckpt_path
 from morse_exp.images import save_grid
-from morse_exp.pretraining import check_sample_shape, load_autoencoder, save_dash_dir
+from morse_exp.pretraining import check_sample_shape, load_autoencoder, load_init_weights, save_dash_dir
 from morse_exp.progress import StepProgress
 from morse_exp.sampler import sample
 from morse_exp.schedule import DashSchedule
@@ -39,6 +41,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     datamodule.check_available()
     autoencoder = load_autoencoder(cfg.autoencoder) if cfg.get("autoencoder") else None
     unet = hydra.utils.instantiate(cfg.architecture)
+    init_steps = load_init_weights(unet, cfg.init_from) if cfg.get("init_from") else 0
     noise_scheduler = hydra.utils.instantiate(cfg.noise_scheduler)
     module = hydra.utils.instantiate(cfg.pretraining)(
         unet=unet, noise_scheduler=noise_scheduler, autoencoder=autoencoder
@@ -55,7 +58,8 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     provenance = {
         "command": "python -m morse_exp.pretrain " + " ".join(sys.argv[1:]),
         "seed": cfg.seed,
-        "steps": trainer.global_step,
+        "steps": init_steps + trainer.global_step,
+        "init_from": cfg.get("init_from"),
         "final_train_loss": metrics.get("train/loss"),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }

@@ -27,7 +27,7 @@ from torch import nn
 
 from morse_exp.atomic import staged_directory
 from morse_exp.dash import Dash
-from morse_exp.loading import AUTOENCODER_FOLDERS, autoencoder_folder, latent_scaling, load_model
+from morse_exp.loading import AUTOENCODER_FOLDERS, autoencoder_folder, latent_scaling, load_dash, load_model
 
 
 class DashPretraining(L.LightningModule):
@@ -124,6 +124,29 @@ def load_autoencoder(path: str) -> nn.Module:
             "directory (config.json + weights), or a pipeline directory with vae/ or vqvae/"
         )
     return load_model(folder.parent, folder.name, str(path))
+
+
+def load_init_weights(unet: UNet2DModel, init_from: str) -> int:
+    """Copy the UNet weights of the Dash directory ``init_from`` into ``unet``; returns the
+    training steps its provenance.json records (0 if it records none).
+
+    Raises (one line): DashLoadError if the directory holds no loadable Dash; ValueError if
+    its UNet is not of ``unet``'s architecture (names the first parameters that differ).
+    """
+    source = load_dash(init_from).unet
+    ours, theirs = unet.state_dict(), source.state_dict()
+    differ = sorted(k for k in ours.keys() | theirs.keys()
+                    if k not in ours or k not in theirs or ours[k].shape != theirs[k].shape)
+    if type(source) is not type(unet) or differ:
+        detail = (f"{len(differ)} parameters differ, e.g. {', '.join(differ[:2])}" if differ
+                  else f"a {type(source).__name__}, not a {type(unet).__name__}")
+        raise ValueError(
+            f"init_from={init_from} does not hold the configured architecture ({detail}): "
+            "give the architecture= it was trained with"
+        )
+    unet.load_state_dict(theirs)
+    provenance = Path(init_from) / "provenance.json"
+    return int(json.loads(provenance.read_text()).get("steps", 0)) if provenance.is_file() else 0
 
 
 def check_sample_shape(dash: Dash, image_shape: tuple[int, int, int]) -> None:
