@@ -142,3 +142,24 @@ def test_a_dot_trained_for_a_searched_pattern_covers_its_widest_gap(tiny_dash_di
     cfg = run_config("train", [f"model.pretrained={tiny_dash_dir}", "dot.width=8", "dot.norm_groups=4",
                                "dot.lora_rank=2", "jump_stride=searched", f"jump_stride.path={path}"], tmp_path / "run")
     assert build(cfg)["module"].max_gap == 5
+
+
+def test_speedup_objective_reads_each_schedules_fid_off_the_calibration_baseline(
+        tiny_dash_dir, searched_dot, tmp_path, run_config):
+    """objective=speedup scores a schedule by the baseline's cost for its FID (read off every-step
+    Dash at 2..4 steps on the same calibration samples) over the schedule's own LSD at N."""
+    from morse_exp.report import lossless_speedup
+
+    cfg = run_config("search", [
+        f"model.pretrained={tiny_dash_dir}", "dot.width=8", "dot.norm_groups=4", "dot.lora_rank=2", "dot.num_down=1",
+        "speed_ratio=3.0", f"paths.cache_dir={tmp_path}/cache", f"dot_checkpoint={searched_dot}", "objective=speedup",
+        "lsd_budgets=[2]", "baseline_reach=2", "num_samples=80", "batch_size=80", "max_rounds=1",
+        f"metric.extractors_dir={tmp_path}/extractors"], tmp_path / "search")
+    summary, objects = run(cfg)
+    assert [point["lsd"] for point in summary["baseline"]] == [2.0, 3.0, 4.0]
+    for row in summary["scored"]:
+        cost = DashSchedule(row["num_steps"], tuple(row["dash_steps"])).lsd(3.0)
+        expected = lossless_speedup(summary["baseline"], [{"lsd": cost, "fid": row["fid"]}])[0]["speedup"]
+        assert row["speedup"] == pytest.approx(expected, rel=1e-12)
+    assert objects["found"][2.0]["score"] == max(row["speedup"] for row in summary["scored"])
+    assert "speedup, higher is better" in (tmp_path / "search" / "search.md").read_text()

@@ -13,7 +13,12 @@ For each LSD budget B, with a trained Dot and this machine's N (as evaluate read
 Score (higher is better): ``objective=psnr``, the mean PSNR (dB) of the calibration samples
 against Dash at every step with ``reference_steps`` steps from the same noise (deterministic
 samplers); ``objective=fid``, minus the FID of the calibration samples under the dataset's
-metric (any sampler). The calibration set is samples 0..num_samples-1 of ``seed``: keep it
+metric (any sampler); ``objective=speedup``, the lossless speedup that FID reads off the
+baseline's curve on the same calibration samples (every-step Dash from ``baseline_from`` to
+``baseline_reach`` x the largest budget, as evaluate runs it): the cost the baseline needs
+for that FID over the cost the schedule spends, which is what the report averages, so a
+schedule is not rewarded for spending budget on quality the baseline buys cheaper. The
+calibration set is samples 0..num_samples-1 of ``seed``: keep it
 apart from the seeds evaluate reports on.
 
 Writes into the run directory: ``schedules.yaml`` (read by ``jump_stride=searched
@@ -36,13 +41,20 @@ from omegaconf import DictConfig, OmegaConf
 from morse_exp.atomic import write_atomic
 from morse_exp.checkpoints import load_dot_weights
 from morse_exp.cli import entry_point
-from morse_exp.evaluate import check_budgets, check_dot_record, check_run_settings, resolve_speed_ratio
+from morse_exp.evaluate import (
+    baseline_budgets,
+    check_budgets,
+    check_dot_record,
+    check_run_settings,
+    resolve_speed_ratio,
+)
 from morse_exp.fidelity import check_deterministic, psnr
 from morse_exp.generation import generate
 from morse_exp.progress import Progress
+from morse_exp.report import lossless_speedup
 from morse_exp.schedule import DashSchedule, JumpPattern
 
-OBJECTIVES = ("psnr", "fid")
+OBJECTIVES = ("psnr", "fid", "speedup")
 Score = Callable[[DashSchedule], float]
 
 
@@ -173,9 +185,10 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Search a schedule per budget; write schedules.yaml, search.json and search.md."""
     check_run_settings(cfg)
     budgets = check_search_settings(cfg)
+    ladder = baseline_budgets(budgets, cfg.baseline_reach, cfg.baseline_from) if cfg.objective == "speedup" else None
     max_gap, fine_steps = search_range(cfg, check_dot_record(cfg))
     metric = None
-    if cfg.objective == "fid":
+    if cfg.objective in ("fid", "speedup"):
         datamodule = hydra.utils.instantiate(cfg.dataset)
         datamodule.check_available()
         metric = hydra.utils.instantiate(cfg.metric)(datamodule=datamodule, num_samples=cfg.num_samples)
@@ -194,18 +207,26 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         return generate(dash, lambda: make_scheduler(base_config=dash.scheduler_config), schedule, cfg.seed,
                         cfg.num_samples, cfg.batch_size, cfg.device, dot=dot, precision=cfg.precision).images
 
-    reference = None
+    reference, baseline = None, None
     if cfg.objective == "psnr":
         steps = cfg.reference_steps or math.ceil(1.5 * max(budgets))
         reference = draw(DashSchedule.every_step(steps))
+    if cfg.objective == "speedup":
+        baseline = baseline_curve(draw, metric, ladder)
     scores: dict[tuple[int, tuple[int, ...]], float] = {}
+    fids: dict[tuple[int, tuple[int, ...]], float] = {}
     progress: Progress | None = None
 
     def score(schedule: DashSchedule) -> float:
         key = (schedule.num_steps, schedule.dash_steps)
         if key not in scores:
             images = draw(schedule)
-            scores[key] = psnr(images, reference) if reference is not None else -metric.compute(images)["fid"]
+            if reference is not None:
+                scores[key] = psnr(images, reference)
+            else:
+                fids[key] = metric.compute(images)["fid"]
+                point = {"lsd": schedule.lsd(speed_ratio), "fid": fids[key]}
+                scores[key] = -fids[key] if baseline is None else lossless_speedup(baseline, [point])[0]["speedup"]
             progress.update(1, f"n = {schedule.num_steps}, {len(schedule.dash_steps)} Dash steps")
         return scores[key]
 
@@ -221,8 +242,21 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         print(f"{budget:g} LSD: n = {best['schedule'].num_steps}, Dash at {list(best['schedule'].dash_steps)}, "
               f"{cfg.objective} {_shown(best['score'], cfg.objective):.3f} (best stride {stride}: "
               f"{_shown(stride_score, cfg.objective):.3f}); {len(scores) - before} schedules scored", flush=True)
-    summary = write_search(out_dir, cfg, speed_ratio, found, scores)
+    summary = write_search(out_dir, cfg, speed_ratio, found, scores, fids, baseline)
     return summary, {"dash": dash, "dot": dot, "found": found}
+
+
+def baseline_curve(draw: Callable[[DashSchedule], Any], metric: Any, budgets: list[float]) -> list[dict[str, float]]:
+    """The baseline's (LSD, FID) points on the calibration samples: every-step Dash with
+    floor(B) steps for each budget B; ``draw`` generates them, ``metric`` scores them."""
+    steps = sorted({math.floor(budget) for budget in budgets})
+    progress = Progress("search: baseline curve (step counts)", len(steps))
+    points = []
+    for n in steps:
+        points.append({"lsd": float(n), "fid": metric.compute(draw(DashSchedule.every_step(n)))["fid"]})
+        progress.update(1, f"{n} steps: FID {points[-1]['fid']:.3f}")
+    progress.close()
+    return points
 
 
 def _shown(value: float, objective: str) -> float:
@@ -232,9 +266,12 @@ def _shown(value: float, objective: str) -> float:
 
 def write_search(
     out_dir: Path, cfg: DictConfig, speed_ratio: float, found: dict[float, dict[str, Any]],
-    scores: dict[tuple[int, tuple[int, ...]], float],
+    scores: dict[tuple[int, tuple[int, ...]], float], fids: dict[tuple[int, tuple[int, ...]], float],
+    baseline: list[dict[str, float]] | None,
 ) -> dict[str, Any]:
-    """schedules.yaml (for jump_stride=searched), search.json and search.md, each atomically."""
+    """schedules.yaml (for jump_stride=searched), search.json (with every scored schedule's FID
+    where one was computed, and the baseline curve of objective=speedup) and search.md, each
+    atomically."""
     objective = cfg.objective
     provenance = {"objective": objective, "dot_checkpoint": str(cfg.dot_checkpoint), "scheduler": cfg.scheduler.name,
                   "calibration": {"seed": cfg.seed, "num_samples": cfg.num_samples}}
@@ -245,12 +282,14 @@ def write_search(
               f"{cfg.num_samples} samples); use: jump_stride=searched jump_stride.path=<this file>\n")
     write_atomic(out_dir / "schedules.yaml", (header + yaml.safe_dump(pattern, sort_keys=False)).encode())
     summary = {**pattern, "config": OmegaConf.to_container(cfg, resolve=True),
-               "scored": [{"num_steps": n, "dash_steps": list(steps), objective: _shown(v, objective)}
+               "scored": [{"num_steps": n, "dash_steps": list(steps), objective: _shown(v, objective),
+                           **({"fid": fids[(n, steps)]} if (n, steps) in fids else {})}
                           for (n, steps), v in scores.items()],
+               "baseline": baseline,
                "strides": {str(b): {str(k): {"num_steps": s.num_steps, objective: _shown(v, objective)}
                                     for k, (s, v) in r["strides"].items()} for b, r in found.items()}}
     write_atomic(out_dir / "search.json", json.dumps(summary, indent=2, default=str).encode())
-    better = "higher" if objective == "psnr" else "lower"
+    better = "lower" if objective == "fid" else "higher"
     lines = [f"# Searched schedules ({objective}, {better} is better; calibration seed {cfg.seed}, "
              f"{cfg.num_samples} samples; N = {speed_ratio:.2f})", "",
              "| LSD | searched: n, Dash steps | searched | best stride | strides K: value (n) |", "|---:|---|---:|---:|---|"]
