@@ -159,9 +159,13 @@ def test_init_from_continues_from_a_saved_dash_and_counts_its_steps(tmp_path):
     pretrain.run(compose_config("pretrain", [*common, f"init_from={given}", "trainer.max_steps=0"], tmp_path / "same"))
     before, after = load_dash(str(given)).unet.state_dict(), load_dash(str(tmp_path / "same" / "dash")).unet.state_dict()
     assert before.keys() == after.keys() and all(before[k].equal(after[k]) for k in before)
-    pretrain.run(compose_config("pretrain", [*common, f"init_from={given}", "trainer.max_steps=2"], tmp_path / "more"))
+    more = [*common, f"init_from={given}", "checkpoint.every_n_train_steps=1"]
+    pretrain.run(compose_config("pretrain", [*more, "trainer.max_steps=2"], tmp_path / "more"))
     provenance = json.loads((tmp_path / "more" / "dash" / "provenance.json").read_text())
     assert provenance["steps"] == 3 + 2 and provenance["init_from"] == str(given)
+    # its checkpoints keep the count: resumed without init_from, it still adds the first 3 steps
+    pretrain.run(compose_config("pretrain", [*common, "ckpt_path=last", "trainer.max_steps=4"], tmp_path / "more"))
+    assert json.loads((tmp_path / "more" / "dash" / "provenance.json").read_text())["steps"] == 3 + 4
 
 
 def test_init_from_another_architecture_is_one_line_before_training(tmp_path):

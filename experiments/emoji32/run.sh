@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # The embedded 32 px task (dataset=emoji32, architecture=unet_emoji32): pretrain its Dash,
-# export a Dash (safetensors + sample grid) from any checkpoint, and measure N per Dot config.
+# export a Dash (safetensors + sample grid) from any checkpoint, ship it and the FID
+# extractor in the package, measure N per Dot config and the baseline's FID curve.
 # Run from the repository root, one thread per process (2-core machines):
 #   bash experiments/emoji32/run.sh pretrain          # resumable: run it again to continue
 #   bash experiments/emoji32/run.sh export            # Dash + samples.png at the last checkpoint
+#   bash experiments/emoji32/run.sh ship              # export, then copy it to assets/dash_emoji32
+#   bash experiments/emoji32/run.sh extractor         # fit (resumable) and ship emoji32_autoencoder
+#   bash experiments/emoji32/run.sh fid_curve         # baseline FID, 2-50 LSD, on the shipped Dash
 #   bash experiments/emoji32/run.sh bench DASH_DIR    # N of the default, slim and wide Dots
+# Without outputs/pretrain/emoji32/checkpoints (a new machine), `pretrain` continues from the
+# shipped Dash's weights (init_from; fresh optimiser) rather than from scratch.
 set -euo pipefail
 OUT=outputs/pretrain/emoji32
+ASSETS=src/morse_exp/assets
 STEPS=${STEPS:-20000}
 # bf16 autocast: a training step of this UNet (batch 64, one thread) takes 1.6 s instead of
 # 2.9 s in fp32 on the project's CPU (avx512_bf16; benchmarks/pretrain_precision.py);
@@ -16,7 +23,12 @@ export OMP_NUM_THREADS=1
 PRETRAIN=(python -m morse_exp.pretrain dataset=emoji32 architecture=unet_emoji32 trainer.precision=$PRECISION)
 case "${1:-pretrain}" in
   pretrain)
-    resume=(); [ -f $OUT/checkpoints/last.ckpt ] && resume=(ckpt_path=last)
+    resume=()
+    if [ -f $OUT/checkpoints/last.ckpt ]; then resume=(ckpt_path=last)
+    elif [ -f $ASSETS/dash_emoji32/config.json ]; then
+      shipped=$(python -c "import json; print(json.load(open('$ASSETS/dash_emoji32/provenance.json'))['steps'])")
+      resume=(init_from=$ASSETS/dash_emoji32) STEPS=$((STEPS - shipped))
+    fi
     "${PRETRAIN[@]}" trainer.max_steps=$STEPS hydra.run.dir=$OUT "${resume[@]}" ;;
   export)
     # A copy of the last checkpoint, "trained" up to its own step: fit stops at once and the
@@ -24,10 +36,26 @@ case "${1:-pretrain}" in
     step=$(python -c "import torch; print(torch.load('$OUT/checkpoints/last.ckpt', map_location='cpu', weights_only=True)['global_step'])")
     mkdir -p $OUT/export_$step/checkpoints && cp $OUT/checkpoints/last.ckpt $OUT/export_$step/checkpoints/
     "${PRETRAIN[@]}" trainer.max_steps=$step logger=none hydra.run.dir=$OUT/export_$step ckpt_path=last ;;
+  ship)
+    bash "$0" export
+    step=$(ls -d $OUT/export_* | sed 's/.*export_//' | sort -n | tail -1)
+    rm -rf $ASSETS/dash_emoji32 && cp -r $OUT/export_$step/dash $ASSETS/dash_emoji32
+    cp $OUT/export_$step/samples.png $ASSETS/dash_emoji32/samples.png
+    echo "shipped the EMA Dash at step $step: $ASSETS/dash_emoji32" ;;
+  extractor)
+    python -m morse_exp.fit_extractor dataset=emoji32 kind=autoencoder name=emoji32_autoencoder \
+      hydra.run.dir=outputs/fit_extractor/emoji32
+    rm -rf $ASSETS/extractors/emoji32_autoencoder
+    cp -r outputs/extractors/emoji32_autoencoder $ASSETS/extractors/emoji32_autoencoder ;;
+  fid_curve)
+    # every-step DDIM on the shipped Dash, held-out seed set 1; NUM_SAMPLES (default 2000)
+    python -m morse_exp.evaluate model=unet_emoji32 methods=[baseline] "lsd_budgets=[2,3,5,10,20,35,50]" \
+      baseline_reach=1 metric.num_samples=${NUM_SAMPLES:-2000} seed=1 grid_budgets=[5,50] \
+      hydra.run.dir=outputs/experiments/emoji32/fid_curve ;;
   bench)
     for dot in default slim wide; do
       python -m morse_exp.bench model.pretrained="$2" dataset=emoji32 dot=$dot "batch_sizes=[1,64,128,256]" \
         overhead_batch_size=64 output_file=experiments/emoji32/bench/bench_$dot.json hydra.run.dir=outputs/bench/emoji32_$dot
     done ;;
-  *) echo "usage: $0 pretrain|export|bench DASH_DIR" >&2; exit 2 ;;
+  *) echo "usage: $0 pretrain|export|ship|extractor|fid_curve|bench DASH_DIR" >&2; exit 2 ;;
 esac

@@ -5,7 +5,8 @@ grid of its samples (``samples.png``, DDIM 50 steps). Lightning checkpoints (wei
 optimiser) go to ``<run dir>/checkpoints/`` every ``checkpoint.every_n_train_steps`` steps;
 resume a stopped run with ``hydra.run.dir=<its run dir> ckpt_path=last``. Without its
 checkpoints, ``init_from=<a Dash directory>`` continues from a saved Dash's (EMA) weights
-with a fresh optimiser and warm-up; the provenance then counts that Dash's steps too.
+with a fresh optimiser and warm-up for ``trainer.max_steps`` more steps; the checkpoints and
+the provenance count that Dash's steps too.
 
 With ``autoencoder=/path/to/autoencoder`` (a diffusers AutoencoderKL or VQModel directory,
 or a pipeline directory with vae/ or vqvae/) it trains a latent Dash on the autoencoder's
@@ -44,7 +45,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     init_steps = load_init_weights(unet, cfg.init_from) if cfg.get("init_from") else 0
     noise_scheduler = hydra.utils.instantiate(cfg.noise_scheduler)
     module = hydra.utils.instantiate(cfg.pretraining)(
-        unet=unet, noise_scheduler=noise_scheduler, autoencoder=autoencoder
+        unet=unet, noise_scheduler=noise_scheduler, autoencoder=autoencoder, init_steps=init_steps
     )
     check_sample_shape(module.dash, datamodule.image_shape)
     trainer = hydra.utils.instantiate(
@@ -58,7 +59,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     provenance = {
         "command": "python -m morse_exp.pretrain " + " ".join(sys.argv[1:]),
         "seed": cfg.seed,
-        "steps": init_steps + trainer.global_step,
+        "steps": module.init_steps + trainer.global_step,
         "init_from": cfg.get("init_from"),
         "final_train_loss": metrics.get("train/loss"),
         "config": OmegaConf.to_container(cfg, resolve=True),

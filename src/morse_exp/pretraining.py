@@ -40,6 +40,8 @@ class DashPretraining(L.LightningModule):
         ema_decay: EMA decay of the saved weights.
         autoencoder: for a latent Dash, the frozen autoencoder whose scaled latents ``unet``
             learns (see :func:`load_autoencoder`); None trains on pixels.
+        init_steps: training steps ``unet``'s weights already had (``init_from``); kept in
+            the checkpoints, so a resumed run still counts them.
 
     ``self.dash`` is the Dash being made: a frozen copy of ``unet`` that receives the EMA
     weights (:meth:`ema_dash`) and the autoencoder. It encodes every batch and is left out of
@@ -54,9 +56,11 @@ class DashPretraining(L.LightningModule):
         warmup_steps: int = 200,
         ema_decay: float = 0.999,
         autoencoder: nn.Module | None = None,
+        init_steps: int = 0,
     ) -> None:
         super().__init__()
         self.unet = unet
+        self.init_steps = init_steps
         self.noise_scheduler = noise_scheduler
         self.lr = lr
         self.warmup_steps = warmup_steps
@@ -92,12 +96,14 @@ class DashPretraining(L.LightningModule):
     def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         state = {k: v for k, v in super().state_dict(*args, **kwargs).items() if not k.startswith("dash.")}
         state["ema"] = self.ema.state_dict()
+        state["init_steps"] = self.init_steps
         return state
 
     def load_state_dict(self, state: dict[str, Any], strict: bool = True, **kwargs: Any) -> Any:
         ema_state = state.pop("ema", None)
         if ema_state is not None:
             self.ema.load_state_dict(ema_state)
+        self.init_steps = int(state.pop("init_steps", 0))
         state = {**{f"dash.{k}": v for k, v in self.dash.state_dict().items()}, **state}
         return super().load_state_dict(state, strict=strict, **kwargs)
 
