@@ -36,6 +36,8 @@ CASES: dict[str, tuple[str, list[str], list[str]]] = {
     "deepcache_speed_ratio_text": ("evaluate", ["deepcache_speed_ratio=abc"], ["deepcache_speed_ratio='abc'"]),
     "stitch_fraction_outside": ("evaluate", ["methods=[baseline,stitch]", "stitch.fraction=1.5",
                                              "stitch.small.pretrained=${model.pretrained}"], ["stitch.fraction=1.5", "[0, 1]"]),
+    "stacked_without_a_dot": ("evaluate", ["methods=[baseline,morse_deepcache]"],
+                              ["method 'morse_deepcache' needs a trained Dot", "dot_checkpoint="]),
     "stitch_without_small_model": ("evaluate", ["methods=[baseline,stitch]"], ["stitch.small.pretrained", "not set"]),
     "fit_extractor_without_gpu": ("fit_extractor", ["device=cuda"], ["device=cuda", "no CUDA GPU"]),
     "search_budget_below_one_dash_step": ("search", ["lsd_budgets=[0.5]"], ["lsd_budgets", "0.5"]),

@@ -249,6 +249,35 @@ def test_deepcache_runs_as_a_method_with_its_own_n_and_interval_one_is_the_basel
     assert fid[("deepcache", 2.0)] == fid[("baseline", 2.0)] and fid[("deepcache", 4.0)] == fid[("baseline", 4.0)]
 
 
+def test_morse_stacked_with_deepcache_runs_with_the_combined_n_and_interval_one_is_morse(
+    tiny_dash_dir, dot_dir, tmp_path, evaluate
+):
+    """morse_deepcache's N combines Morse's (4.0) with its DeepCache's, measured and recorded in
+    the run directory; its full Dash steps come every stride x interval steps; with interval 1
+    it is Morse, point for point."""
+    overrides = [f"dot_checkpoint={dot_dir}", "methods=[baseline,morse,morse_deepcache]", "baseline_reach=1",
+                 "bootstrap.resamples=0", "jump_stride=stride2", "lsd_budgets=[2,3]"]
+    run_dir = tmp_path / "i2"
+    _, objects = evaluate(tiny_dash_dir, run_dir, *overrides, "morse_deepcache.interval=2")
+    cache_ratio = json.loads((run_dir / "speed_ratio_morse_deepcache_deepcache.json").read_text())["speed_ratio"]
+    expected = 3 / (1 / cache_ratio + 2 / 4.0)  # period 4: 1 full, 1 cached, 2 Dot steps
+    stacked = [r for r in objects["records"] if r["method"] == "morse_deepcache"]
+    assert len(stacked) == 2 and all(r["speed_ratio"] == pytest.approx(expected) for r in stacked)
+    for record in stacked:
+        assert record["dash_calls"] == DashSchedule.from_stride(record["num_steps"], 4).dash_calls
+        assert record["method_settings"]["interval"] == 2 and record["lsd"] <= record["lsd_budget"]
+    _, objects = evaluate(tiny_dash_dir, tmp_path / "i1", *overrides, "morse_deepcache.interval=1")
+    fid = {(r["method"], r["lsd_budget"]): (r["fid"], r["num_steps"]) for r in objects["records"]}
+    assert all(fid[("morse_deepcache", b)] == fid[("morse", b)] for b in (2.0, 3.0))
+
+
+def test_morse_stacked_with_deepcache_needs_a_fixed_stride(tiny_dash_dir, dot_dir, tmp_path, evaluate):
+    with pytest.raises(ValueError, match=r"^method morse_deepcache stacks DeepCache on a fixed stride") as error:
+        evaluate(tiny_dash_dir, tmp_path / "run", f"dot_checkpoint={dot_dir}", "methods=[baseline,morse_deepcache]",
+                 "jump_stride=dot_share")
+    assert "\n" not in str(error.value)
+
+
 def test_a_deepcache_setting_change_reruns_only_deepcache_points(tiny_dash_dir, tmp_path, evaluate):
     overrides = ["methods=[baseline,deepcache]", "deepcache_speed_ratio=2.0", "baseline_reach=1",
                  "bootstrap.resamples=0", "lsd_budgets=[3]"]

@@ -46,10 +46,14 @@ from morse_exp.report import read_results, write_report
 from morse_exp.schedule import MAX_LSD_BUDGET, DashSchedule, JumpPattern
 from morse_exp.schedulers import STOCHASTIC_SCHEDULERS, scheduler_options
 from morse_exp.speed import machine_speed_ratio
+from morse_exp.stacking import MorseDeepCache
 
-RIVALS = ("deepcache", "stitch")
+RIVALS = ("deepcache", "stitch", "morse_deepcache")
 """Rival methods: each has a config group of its own name (a Dot-like module with ``pattern``
-and ``config``) and is costed by its own N (``<name>_speed_ratio``, null: measured and stored)."""
+and ``config``) and is costed by its own N (``<name>_speed_ratio``, null: measured and stored;
+for ``morse_deepcache``, Morse stacked with DeepCache, from Morse's N and its DeepCache's)."""
+TRAINED_DOT_METHODS = ("morse", "morse_deepcache")
+"""Methods that run the trained Dot of ``dot_checkpoint``."""
 METHODS = ("baseline", "reuse", "morse", "oracle", *RIVALS)
 RESULT_KEYS = ("model", "dataset", "scheduler", "jump_stride", "dot", "metric", "seed", "dot_checkpoint", "fidelity", "bootstrap",
                "guidance_scale", "clip_score")
@@ -90,9 +94,10 @@ def check_methods(methods: list[str], dot_checkpoint: str | None) -> list[str]:
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise ValueError(f"methods={list(methods)} is invalid: choose from {', '.join(METHODS)}")
-    if "morse" in methods and dot_checkpoint is None:
+    needing = [m for m in methods if m in TRAINED_DOT_METHODS]
+    if needing and dot_checkpoint is None:
         raise ValueError(
-            "method 'morse' needs a trained Dot: set dot_checkpoint=<train run dir>/dot, "
+            f"method '{needing[0]}' needs a trained Dot: set dot_checkpoint=<train run dir>/dot, "
             "or methods=[baseline,reuse]"
         )
     return list(methods)
@@ -127,7 +132,7 @@ def check_coverage(record: dict[str, Any] | None, dot_checkpoint: str, plans: li
         return
     lo, hi = coverage["fine_steps"]
     for budget, method, schedule in plans:
-        if method != "morse":
+        if method not in TRAINED_DOT_METHODS:
             continue
         if schedule.max_gap > coverage["max_gap"]:
             raise ValueError(
@@ -166,7 +171,8 @@ def git_revision() -> str | None:
         return None
 
 
-OWN_FILES = ("results.jsonl", "speed_ratio.json", *(f"speed_ratio_{rival}.json" for rival in RIVALS), "samples", "config.yaml", "speedup.json", "speedup.md",
+OWN_FILES = ("results.jsonl", "speed_ratio.json", *(f"speed_ratio_{rival}.json" for rival in RIVALS),
+             "speed_ratio_morse_deepcache_deepcache.json", "samples", "config.yaml", "speedup.json", "speedup.md",
              "fid_vs_lsd.png", "speedup_psnr.json", "speedup_psnr.md", "psnr_vs_lsd.png")
 
 
@@ -255,6 +261,29 @@ def resolve_speed_ratio(
     return ratio
 
 
+def rival_speed_ratio(
+    cfg: DictConfig, rival: str, module: nn.Module, dash: Dash, out_dir: Path, contexts: list[Any] | None,
+    dot_ratio: float,
+) -> float:
+    """N of a rival: ``<rival>_speed_ratio`` when given, else measured like Morse's; Morse
+    stacked with DeepCache combines Morse's N (``dot_ratio``) with its DeepCache's."""
+    given = cfg[f"{rival}_speed_ratio"]
+    if given is None and isinstance(module, MorseDeepCache):
+        part = resolve_speed_ratio(cfg, dash, module.deepcache, out_dir, contexts,
+                                   record_name=f"speed_ratio_{rival}_deepcache.json")
+        return module.speed_ratio(dot_ratio, part)
+    return resolve_speed_ratio(cfg, dash, module, out_dir, contexts, given=given, record_name=f"speed_ratio_{rival}.json")
+
+
+def stacked_stride(jump: Any) -> int:
+    """Morse's stride K, the one pattern Morse stacked with DeepCache builds on; one-line
+    ValueError for any other jump pattern."""
+    if not isinstance(jump, JumpPattern) or jump.positions is not None or jump.dot_share is not None:
+        raise ValueError("method morse_deepcache stacks DeepCache on a fixed stride: use jump_stride=stride<K> "
+                         "(or jump_stride.stride=K)")
+    return jump.stride
+
+
 def check_speed_ratio(value: Any, key: str = "speed_ratio") -> float:
     """``value`` of config ``key`` as a float; one-line ValueError unless it is a finite number > 0."""
     try:
@@ -336,7 +365,9 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     dots = {"morse": dot, "oracle": OracleDot(dash)}
     rivals = [method for method in methods if method in RIVALS]
     for rival in rivals:
-        dots[rival] = hydra.utils.instantiate(cfg[rival])(dash=dash).to(cfg.device).eval()
+        build = hydra.utils.instantiate(cfg[rival])
+        built = build(dash=dash, dot=dot, stride=stacked_stride(jump)) if rival == "morse_deepcache" else build(dash=dash)
+        dots[rival] = built.to(cfg.device).eval()
 
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -350,8 +381,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     settings_of = {rival: dots[rival].config for rival in rivals}
     for rival in rivals:
         pattern_of[rival] = dots[rival].pattern
-        ratio_of[rival] = resolve_speed_ratio(cfg, dash, dots[rival], out_dir, contexts,
-                                              given=cfg[f"{rival}_speed_ratio"], record_name=f"speed_ratio_{rival}.json")
+        ratio_of[rival] = rival_speed_ratio(cfg, rival, dots[rival], dash, out_dir, contexts, speed_ratio)
         hash_of[rival] = config_hash(cfg, ratio_of[rival], settings_of[rival])
 
     def draw(schedule: DashSchedule, label: str, method: str = "baseline") -> Any:
@@ -364,7 +394,10 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     every_budget = {"baseline": baseline_budgets(budgets, cfg.baseline_reach, cfg.baseline_from)}
     plans = [(budget, method, schedule_for(method, budget, pattern_of[method], ratio_of[method]))
              for method in methods for budget in every_budget.get(method, budgets)]
-    check_coverage(dot_record, cfg.dot_checkpoint, plans)
+    # as the trained Dot sees them: a stack with DeepCache anchors Dot every `stride` steps
+    check_coverage(dot_record, cfg.dot_checkpoint, [
+        (budget, method, dots[method].dot_schedule(schedule) if isinstance(dots.get(method), MorseDeepCache) else schedule)
+        for budget, method, schedule in plans])
     results_path = out_dir / "results.jsonl"
     done = {(r["method"], r["lsd_budget"]) for r in _read_finished(results_path)
             if r.get("config_hash") == hash_of.get(r["method"])}

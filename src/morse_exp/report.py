@@ -2,7 +2,7 @@
 
 Input: result records, one dict per (method, budget), stored one JSON object per line in
 ``results.jsonl`` by an evaluate run. Keys used here: ``method`` ("baseline", "reuse",
-"morse", "oracle" or a rival: "deepcache", "stitch"), ``lsd_budget`` (the requested budget, LSD), ``lsd`` (the point's actual cost, LSD),
+"morse", "oracle" or a rival: "deepcache", "stitch", "morse_deepcache"), ``lsd_budget`` (the requested budget, LSD), ``lsd`` (the point's actual cost, LSD),
 ``seconds`` (wall-clock seconds to generate the point's samples), a quality metric (``fid`` by
 default), ``extractor`` (FID feature extractor) and ``num_samples``; ``model``, ``dataset`` and
 ``scheduler`` are copied into the report when present.
@@ -48,6 +48,7 @@ COMPARISONS: tuple[tuple[str, str], ...] = (
     ("oracle", "baseline"),
     ("deepcache", "baseline"),
     ("stitch", "baseline"),
+    ("morse_deepcache", "baseline"),
     ("morse", "reuse"),
 )
 """(method, reference) pairs reported; a pair is skipped when either method has no records."""
@@ -56,7 +57,7 @@ COST_KEYS: tuple[str, ...] = ("lsd", "seconds")
 CONTEXT_KEYS: tuple[str, ...] = ("model", "dataset", "scheduler", "extractor", "num_samples")
 """Keys that must take one value across the records of one report (a curve mixes nothing)."""
 
-METHOD_ORDER: tuple[str, ...] = ("baseline", "reuse", "morse", "oracle", "deepcache", "stitch")
+METHOD_ORDER: tuple[str, ...] = ("baseline", "reuse", "morse", "oracle", "deepcache", "stitch", "morse_deepcache")
 METHOD_STYLE: dict[str, dict[str, Any]] = {
     "baseline": {"color": "black", "marker": "o", "linestyle": "-"},
     "reuse": {"color": "tab:orange", "marker": "s", "linestyle": "--"},
@@ -64,6 +65,7 @@ METHOD_STYLE: dict[str, dict[str, Any]] = {
     "oracle": {"color": "tab:gray", "marker": "v", "linestyle": ":"},
     "deepcache": {"color": "tab:green", "marker": "D", "linestyle": "-."},
     "stitch": {"color": "tab:purple", "marker": "P", "linestyle": "-."},
+    "morse_deepcache": {"color": "tab:cyan", "marker": "X", "linestyle": "-"},
 }
 COST_LABEL = {"lsd": "LSD", "seconds": "seconds"}
 
