@@ -341,6 +341,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         if cfg.get(key) is not None:
             check_speed_ratio(cfg[key], key)
     jump = hydra.utils.instantiate(cfg.jump_stride)
+    stride = stacked_stride(jump) if "morse_deepcache" in methods else None
     dot_record = check_dot_record(cfg)
     with_fidelity = fidelity_enabled(cfg)
     datamodule = hydra.utils.instantiate(cfg.dataset)
@@ -366,7 +367,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     rivals = [method for method in methods if method in RIVALS]
     for rival in rivals:
         build = hydra.utils.instantiate(cfg[rival])
-        built = build(dash=dash, dot=dot, stride=stacked_stride(jump)) if rival == "morse_deepcache" else build(dash=dash)
+        built = build(dash=dash, dot=dot, stride=stride) if rival == "morse_deepcache" else build(dash=dash)
         dots[rival] = built.to(cfg.device).eval()
 
     out_dir = Path(cfg.paths.output_dir)
