@@ -63,3 +63,22 @@ def test_build_is_reproducible_and_matches_the_shipped_file(tmp_path):
     assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
     assert (tmp_path / "a.npz").read_bytes() == SHIPPED.read_bytes()
     assert written <= read and written == 3916
+
+
+def test_fid_of_real_halves_is_small_next_to_noise_under_the_shipped_extractor(tmp_path):
+    """The scale of emoji32 FIDs: two halves of the training split (1,762 vs 1,762) against
+    uniform noise, under the shipped autoencoder's features (printed with pytest -s)."""
+    import torch
+
+    from morse_exp.metrics import QualityMetrics
+
+    train = emoji32(tmp_path).images("train")
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
+    half_a, half_b = train[order[: len(train) // 2]], train[order[len(train) // 2 :]]
+    noise = torch.rand(len(half_b), 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    metrics = QualityMetrics("emoji32_autoencoder", reference=half_a, cache_dir=tmp_path,
+                             extractors_dir=tmp_path / "none", kid_subsets=10)
+    halves, noisy = metrics(half_b), metrics(noise)
+    print(f"emoji32 FID halves ({len(half_b)} vs {len(half_a)}) {halves['fid']:.3f}; noise {noisy['fid']:.3f}")
+    assert halves["num_samples"] == len(half_b) == 1762
+    assert noisy["fid"] > 10 * halves["fid"]
