@@ -24,7 +24,9 @@ from morse_exp.generation import generate
 from morse_exp.loading import DashLoadError
 from morse_exp.schedulers import make_scheduler
 
-MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml") if p.stem != "unet_digits")
+# the published models' configs; the shipped embedded Dashes have tests of their own
+SHIPPED = ("unet_digits", "unet_emoji32")
+MODELS = sorted(p.stem for p in (CONF_DIR / "model").glob("*.yaml") if p.stem not in SHIPPED)
 PROMPTS = ["a red square", "two cats on a sofa", "", "a church at night"]
 
 

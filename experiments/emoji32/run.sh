@@ -8,18 +8,22 @@
 #   bash experiments/emoji32/run.sh ship              # export, then copy it to assets/dash_emoji32
 #   bash experiments/emoji32/run.sh extractor         # fit (resumable) and ship emoji32_autoencoder
 #   bash experiments/emoji32/run.sh fid_curve         # baseline FID, 2-50 LSD, on the shipped Dash
+#   bash experiments/emoji32/run.sh dot               # a slim Dot for stride 4 (resumable); SAMPLER=ddim
+#   bash experiments/emoji32/run.sh sweep PATTERN SEED   # baseline/reuse/Morse/oracle, e.g. stride4 0
 #   bash experiments/emoji32/run.sh bench DASH_DIR    # N of the default, slim and wide Dots
 # Without outputs/pretrain/emoji32/checkpoints (a new machine), `pretrain` continues from the
 # shipped Dash's weights (init_from; fresh optimiser) rather than from scratch.
 set -euo pipefail
 OUT=outputs/pretrain/emoji32
 ASSETS=src/morse_exp/assets
+RUNS=outputs/experiments/emoji32
+SAMPLER=${SAMPLER:-ddim}
 STEPS=${STEPS:-20000}
 # bf16 autocast: a training step of this UNet (batch 64, one thread) takes 1.6 s instead of
 # 2.9 s in fp32 on the project's CPU (avx512_bf16; benchmarks/pretrain_precision.py);
 # weights, optimiser and EMA stay fp32. PRECISION=32-true for full precision.
 PRECISION=${PRECISION:-bf16-mixed}
-export OMP_NUM_THREADS=1
+export OMP_NUM_THREADS=${THREADS:-1}  # THREADS=2 when nothing else runs
 PRETRAIN=(python -m morse_exp.pretrain dataset=emoji32 architecture=unet_emoji32 trainer.precision=$PRECISION)
 case "${1:-pretrain}" in
   pretrain)
@@ -41,6 +45,15 @@ case "${1:-pretrain}" in
     step=$(ls -d $OUT/export_* | sed 's/.*export_//' | sort -n | tail -1)
     rm -rf $ASSETS/dash_emoji32 && cp -r $OUT/export_$step/dash $ASSETS/dash_emoji32
     cp $OUT/export_$step/samples.png $ASSETS/dash_emoji32/samples.png
+    # the provenance's command is the export's (a fit resumed at its own step): say what trained it
+    python - "$ASSETS/dash_emoji32/provenance.json" <<'PY'
+import json, sys
+path = sys.argv[1]
+record = json.load(open(path))
+record["made_by"] = ("bash experiments/emoji32/run.sh pretrain (resumed across sessions), then run.sh ship: "
+                     "the EMA weights of its last checkpoint at this step, exported by the command above")
+json.dump(record, open(path, "w"), indent=2)
+PY
     echo "shipped the EMA Dash at step $step: $ASSETS/dash_emoji32" ;;
   extractor)
     python -m morse_exp.fit_extractor dataset=emoji32 kind=autoencoder name=emoji32_autoencoder \
@@ -49,13 +62,27 @@ case "${1:-pretrain}" in
     cp -r outputs/extractors/emoji32_autoencoder $ASSETS/extractors/emoji32_autoencoder ;;
   fid_curve)
     # every-step DDIM on the shipped Dash, held-out seed set 1; NUM_SAMPLES (default 2000)
-    python -m morse_exp.evaluate model=unet_emoji32 methods=[baseline] "lsd_budgets=[2,3,5,10,20,35,50]" \
-      baseline_reach=1 metric.num_samples=${NUM_SAMPLES:-2000} seed=1 grid_budgets=[5,50] \
-      hydra.run.dir=outputs/experiments/emoji32/fid_curve ;;
+    python -m morse_exp.evaluate model=unet_emoji32 methods=[baseline] "lsd_budgets=${BUDGETS:-[2,3,5,10,20,35,50]}" \
+      baseline_reach=1 fidelity.enabled=false metric.num_samples=${NUM_SAMPLES:-2000} seed=1 grid_budgets=[5,50] \
+      hydra.run.dir=$RUNS/fid_curve ;;
+  dot)
+    # Dot for stride 4 (gaps 1..3) on the shipped Dash, bf16 autocast, DOT_STEPS (3,000: about
+    # 2-3 h on one core; 4.1 s per step beside two other jobs); rerun to resume
+    resume=(); [ -f $RUNS/train_$SAMPLER/checkpoints/last.ckpt ] && resume=(ckpt_path=last)
+    python -m morse_exp.train model=unet_emoji32 scheduler=$SAMPLER jump_stride=stride4 \
+      trainer.max_steps=${DOT_STEPS:-3000} trainer.precision=$PRECISION hydra.run.dir=$RUNS/train_$SAMPLER "${resume[@]}" ;;
+  sweep)
+    # run.sh sweep stride4 0: every method at BUDGETS on seed set $3 (0: choose settings, 1: report),
+    # NUM_SAMPLES (1,000), the baseline to REACH (2) x the largest budget; fp32, so N is the
+    # paper's latency ratio at batch 500 (9-12 with the slim Dot)
+    python -m morse_exp.evaluate model=unet_emoji32 scheduler=$SAMPLER jump_stride=$2 \
+      dot_checkpoint=$RUNS/train_$SAMPLER/dot "lsd_budgets=${BUDGETS:-[4,6,8,12,16]}" \
+      metric.num_samples=${NUM_SAMPLES:-1000} seed=$3 baseline_reach=${REACH:-2} \
+      hydra.run.dir=$RUNS/sweep_$SAMPLER/$2_seed$3 ;;
   bench)
     for dot in default slim wide; do
       python -m morse_exp.bench model.pretrained="$2" dataset=emoji32 dot=$dot "batch_sizes=[1,64,128,256]" \
         overhead_batch_size=64 output_file=experiments/emoji32/bench/bench_$dot.json hydra.run.dir=outputs/bench/emoji32_$dot
     done ;;
-  *) echo "usage: $0 pretrain|export|ship|extractor|fid_curve|bench DASH_DIR" >&2; exit 2 ;;
+  *) echo "usage: $0 pretrain|export|ship|extractor|fid_curve|dot|sweep PATTERN SEED|bench DASH_DIR" >&2; exit 2 ;;
 esac
