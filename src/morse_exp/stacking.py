@@ -87,4 +87,4 @@ class MorseDeepCache(nn.Module):
 
     def dot_schedule(self, schedule: DashSchedule) -> DashSchedule:
         """The schedule as Dot sees it (an anchor every K steps), for the coverage check."""
-        return DashSchedule(schedule.num_steps, tuple(range(0, schedule.num_steps, self.stride)))
+        return DashSchedule.from_stride(schedule.num_steps, self.stride)
