@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import diffusers
 import hydra
@@ -175,3 +176,19 @@ def test_init_from_another_architecture_is_one_line_before_training(tmp_path):
     with pytest.raises(ValueError, match=r"^init_from=.*does not hold the configured architecture \(\d+ parameters differ"):
         pretrain.run(cfg)
     assert not (tmp_path / "other" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_on_a_cpu_that_emulates_it_is_warned_in_one_line(monkeypatch, tmp_path, native):
+    """bf16 autocast without avx512_bf16/AMX is ~20x slower than fp32: the trainer says so."""
+    from morse_exp import cli
+
+    monkeypatch.setattr(cli, "cpu_has_native_bf16", lambda: native)
+    cfg = compose_config("pretrain", [*TINY, "trainer.precision=bf16-mixed"], tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cli.instantiate_trainer(cfg, "pretrain")
+    emulated = [w for w in caught if "emulates bf16" in str(w.message)]
+    assert len(emulated) == (0 if native else 1)
+    if emulated:
+        assert "trainer.precision=bf16-mixed" in str(emulated[0].message) and "\n" not in str(emulated[0].message)

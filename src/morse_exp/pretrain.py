@@ -24,10 +24,9 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from morse_exp.cli import entry_point, instantiate_logger, resolve_ckpt_path
+from morse_exp.cli import entry_point, instantiate_trainer, resolve_ckpt_path
 from morse_exp.images import save_grid
 from morse_exp.pretraining import check_sample_shape, load_autoencoder, load_init_weights, save_dash_dir
-from morse_exp.progress import StepProgress
 from morse_exp.sampler import sample
 from morse_exp.schedule import DashSchedule
 from morse_exp.schedulers import make_scheduler
@@ -48,9 +47,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         unet=unet, noise_scheduler=noise_scheduler, autoencoder=autoencoder, init_steps=init_steps
     )
     check_sample_shape(module.dash, datamodule.image_shape)
-    trainer = hydra.utils.instantiate(
-        cfg.trainer, logger=instantiate_logger(cfg), callbacks=[hydra.utils.instantiate(cfg.checkpoint), StepProgress("pretrain")]
-    )
+    trainer = instantiate_trainer(cfg, "pretrain")
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if not trainer.is_global_zero:

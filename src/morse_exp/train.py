@@ -18,8 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from morse_exp.checkpoints import save_dot
-from morse_exp.cli import CONFIG_PATH, entry_point, instantiate_logger, resolve_ckpt_path
-from morse_exp.progress import StepProgress
+from morse_exp.cli import CONFIG_PATH, entry_point, instantiate_trainer, resolve_ckpt_path
 from morse_exp.schedule import JumpPattern
 from morse_exp.schedulers import scheduler_options
 from morse_exp.speed import machine_speed_ratio
@@ -117,11 +116,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.checkpoint.dirpath)
     objects = build(cfg)
     check_steps(cfg, objects["datamodule"])
-    trainer = hydra.utils.instantiate(
-        cfg.trainer,
-        logger=instantiate_logger(cfg),
-        callbacks=[hydra.utils.instantiate(cfg.checkpoint), StepProgress("train")],
-    )
+    trainer = instantiate_trainer(cfg, "train")
     start = time.perf_counter()
     trainer.fit(objects["module"], datamodule=objects["datamodule"], ckpt_path=ckpt_path)
     fit_seconds = time.perf_counter() - start
