@@ -192,3 +192,22 @@ def test_bf16_on_a_cpu_that_emulates_it_is_warned_in_one_line(monkeypatch, tmp_p
     assert len(emulated) == (0 if native else 1)
     if emulated:
         assert "trainer.precision=bf16-mixed" in str(emulated[0].message) and "\n" not in str(emulated[0].message)
+
+
+def test_lr_factor_warms_up_holds_then_anneals_to_zero():
+    from morse_exp.pretraining import lr_factor
+
+    factors = [lr_factor(step, warmup_steps=4, total_steps=20, anneal_steps=8) for step in range(20)]
+    assert factors[:4] == [0.25, 0.5, 0.75, 1.0] and factors[4:12] == [1.0] * 8
+    assert factors[12:] == [(20 - step) / 8 for step in range(12, 20)] and factors[-1] == 1 / 8
+    assert [lr_factor(step, 4, 20, 0) for step in range(4, 20)] == [1.0] * 16
+
+
+def test_anneal_steps_take_the_rate_to_zero_and_a_decay_longer_than_the_run_is_refused(tmp_path):
+    common = [*TINY, "architecture.block_out_channels=[8,16]", "trainer.max_steps=6", "pretraining.warmup_steps=1"]
+    _, objects = pretrain.run(compose_config("pretrain", [*common, "pretraining.anneal_steps=3"], tmp_path / "a"))
+    # the scheduler has stepped 6 times: the rate for a 7th step would be (6 - 6) / 3 of the peak
+    assert objects["trainer"].optimizers[0].param_groups[0]["lr"] == 0.0
+    with pytest.raises(ValueError, match=r"^pretraining.anneal_steps=7 is more than trainer.max_steps=6"):
+        pretrain.run(compose_config("pretrain", [*common, "pretraining.anneal_steps=7"], tmp_path / "b"))
+    assert not (tmp_path / "b" / "checkpoints").exists()

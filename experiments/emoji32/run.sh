@@ -3,7 +3,8 @@
 # export a Dash (safetensors + sample grid) from any checkpoint, ship it and the FID
 # extractor in the package, measure N per Dot config and the baseline's FID curve.
 # Run from the repository root, one thread per process (2-core machines):
-#   bash experiments/emoji32/run.sh pretrain          # resumable: run it again to continue
+#   bash experiments/emoji32/run.sh pretrain          # resumable: run it again to continue;
+#                                                     # STEPS=<total> ANNEAL=<last steps to decay>
 #   bash experiments/emoji32/run.sh export            # Dash + samples.png at the last checkpoint
 #   bash experiments/emoji32/run.sh ship              # export, then copy it to assets/dash_emoji32
 #   bash experiments/emoji32/run.sh extractor         # fit (resumable) and ship emoji32_autoencoder
@@ -29,13 +30,17 @@ export OMP_NUM_THREADS=${THREADS:-1}  # THREADS=2 when nothing else runs
 PRETRAIN=(python -m morse_exp.pretrain dataset=emoji32 architecture=unet_emoji32 trainer.precision=$PRECISION)
 case "${1:-pretrain}" in
   pretrain)
+    # STEPS counts from scratch; a run continued from a shipped Dash trains STEPS minus its steps.
+    # ANNEAL: decay the rate to 0 over the last ANNEAL steps of this run (0: constant).
     resume=()
-    if [ -f $OUT/checkpoints/last.ckpt ]; then resume=(ckpt_path=last)
+    if [ -f $OUT/checkpoints/last.ckpt ]; then
+      before=$(python -c "import torch; print(int(torch.load('$OUT/checkpoints/last.ckpt', map_location='cpu', weights_only=True)['state_dict'].get('init_steps', 0)))")
+      resume=(ckpt_path=last) STEPS=$((STEPS - before))
     elif [ -f $ASSETS/dash_emoji32/config.json ]; then
       shipped=$(python -c "import json; print(json.load(open('$ASSETS/dash_emoji32/provenance.json'))['steps'])")
       resume=(init_from=$ASSETS/dash_emoji32) STEPS=$((STEPS - shipped))
     fi
-    "${PRETRAIN[@]}" trainer.max_steps=$STEPS hydra.run.dir=$OUT "${resume[@]}" ;;
+    "${PRETRAIN[@]}" trainer.max_steps=$STEPS pretraining.anneal_steps=${ANNEAL:-0} hydra.run.dir=$OUT "${resume[@]}" ;;
   export)
     # A copy of the last checkpoint, "trained" up to its own step: fit stops at once and the
     # EMA Dash and its DDIM-50 grid are written under $OUT/export_<step>/ (training goes on).

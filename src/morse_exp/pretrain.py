@@ -36,6 +36,10 @@ from morse_exp.seeding import sample_generators
 def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Train, save the EMA Dash atomically, draw a sample grid; returns (metrics, objects)."""
     L.seed_everything(cfg.seed, workers=True)
+    anneal = cfg.pretraining.get("anneal_steps", 0)
+    if anneal > cfg.trainer.max_steps:
+        raise ValueError(f"pretraining.anneal_steps={anneal} is more than trainer.max_steps={cfg.trainer.max_steps}: "
+                         "the decay must fit in the run; use anneal_steps <= max_steps")
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.checkpoint.dirpath)
     datamodule = hydra.utils.instantiate(cfg.dataset)
     datamodule.check_available()

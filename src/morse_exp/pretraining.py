@@ -30,6 +30,16 @@ from morse_exp.dash import Dash
 from morse_exp.loading import AUTOENCODER_FOLDERS, autoencoder_folder, latent_scaling, load_dash, load_model
 
 
+def lr_factor(step: int, warmup_steps: int, total_steps: int, anneal_steps: int) -> float:
+    """Learning-rate multiplier at optimiser step ``step`` (0-based): linear warm-up over
+    ``warmup_steps``, then 1, then a linear decay to 0 over the last ``anneal_steps`` of
+    ``total_steps``."""
+    factor = min(1.0, (step + 1) / max(1, warmup_steps))
+    if anneal_steps:
+        factor *= min(1.0, max(0.0, (total_steps - step) / anneal_steps))
+    return factor
+
+
 class DashPretraining(L.LightningModule):
     """DDPM training of ``unet`` under ``noise_scheduler``'s forward process.
 
@@ -37,6 +47,8 @@ class DashPretraining(L.LightningModule):
         unet: the denoiser to train (predicts eps).
         noise_scheduler: defines betas / the forward process; saved beside the weights.
         lr: peak AdamW learning rate; warmup_steps: linear warm-up length.
+        anneal_steps: the last ``anneal_steps`` of ``trainer.max_steps`` decay the learning
+            rate linearly to 0 (warm-up, constant, decay); 0 keeps it constant to the end.
         ema_decay: EMA decay of the saved weights.
         autoencoder: for a latent Dash, the frozen autoencoder whose scaled latents ``unet``
             learns (see :func:`load_autoencoder`); None trains on pixels.
@@ -57,8 +69,12 @@ class DashPretraining(L.LightningModule):
         ema_decay: float = 0.999,
         autoencoder: nn.Module | None = None,
         init_steps: int = 0,
+        anneal_steps: int = 0,
     ) -> None:
         super().__init__()
+        if anneal_steps < 0:
+            raise ValueError(f"pretraining.anneal_steps={anneal_steps} is invalid: use 0 (constant rate) or a positive number of steps")
+        self.anneal_steps = anneal_steps
         self.unet = unet
         self.init_steps = init_steps
         self.noise_scheduler = noise_scheduler
@@ -88,10 +104,11 @@ class DashPretraining(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = torch.optim.AdamW(self.unet.parameters(), lr=self.lr, weight_decay=0.0)
-        warmup = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: min(1.0, (step + 1) / max(1, self.warmup_steps))
+        total = self.trainer.max_steps
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_factor(step, self.warmup_steps, total, self.anneal_steps)
         )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": warmup, "interval": "step"}}
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         state = {k: v for k, v in super().state_dict(*args, **kwargs).items() if not k.startswith("dash.")}
