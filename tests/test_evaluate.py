@@ -181,8 +181,14 @@ def test_dot_trained_for_other_scheduler_options_is_refused(tiny_dash_dir, tmp_p
     dot = Dot(load_dash(str(tiny_dash_dir)), num_down=1, width=8, lora_rank=2, norm_groups=4)
     leading = save_dot(dot, tmp_path / "leading_dot", {"scheduler": "ddim",
                                                         "scheduler_options": {"timestep_spacing": "leading"}})
-    with pytest.raises(ValueError, match=r"scheduler options \{'timestep_spacing': 'leading'\}.*'trailing'"):
+    with pytest.raises(ValueError, match=r"scheduler options \{'timestep_spacing': 'leading'.*'trailing'"):
         evaluate(tiny_dash_dir, tmp_path / "run", f"dot_checkpoint={leading}")
+    # a record from before DDIM's step options holds none: read at their default (false), so
+    # it is refused for consistent clipping
+    trailing = save_dot(dot, tmp_path / "trailing_dot", {"scheduler": "ddim",
+                                                          "scheduler_options": {"timestep_spacing": "trailing"}})
+    with pytest.raises(ValueError, match=r"'use_clipped_model_output': False\}, this run samples with .*True"):
+        evaluate(tiny_dash_dir, tmp_path / "run2", f"dot_checkpoint={trailing}", "scheduler.use_clipped_model_output=true")
 
 
 def test_oracle_reaches_the_ceiling_formula_of_its_pattern(tmp_path, run_config):

@@ -38,6 +38,22 @@ def test_every_step_dash_equals_diffusers_pipeline(dash, training_config, pipeli
     assert (stats.dash_calls, stats.dot_calls) == (STEPS, 0)
 
 
+def test_ddim_consistent_clipping_is_a_config_option_equal_to_diffusers_step_argument(dash, training_config):
+    """scheduler.use_clipped_model_output=true: eps re-derived from the clipped x0, as diffusers'
+    DDIMPipeline(use_clipped_model_output=True); it changes the samples when clip_sample bites."""
+    pipeline = DDIMPipeline(unet=dash.unet, scheduler=DDIMScheduler.from_config(training_config))
+    pipeline.set_progress_bar_config(disable=True)
+    expected = pipeline(batch_size=4, generator=sample_generators(3, range(4)), num_inference_steps=STEPS,
+                        output_type="np", use_clipped_model_output=True).images
+    consistent, _ = sample(dash, make_scheduler("ddim", training_config, use_clipped_model_output=True),
+                           DashSchedule.every_step(STEPS), sample_generators(3, range(4)))
+    plain, _ = sample(dash, make_scheduler("ddim", training_config), DashSchedule.every_step(STEPS),
+                      sample_generators(3, range(4)))
+    assert training_config["clip_sample"]
+    assert np.abs(_as_pipeline_images(consistent) - expected).max() <= 1e-6
+    assert np.abs(_as_pipeline_images(plain) - expected).max() > 1e-3
+
+
 def test_every_step_dash_equals_plain_dpm_solver_loop(dash, training_config):
     scheduler = DPMSolverMultistepScheduler.from_config(training_config)
     scheduler.set_timesteps(STEPS)
@@ -89,8 +105,10 @@ def test_oracle_dot_reproduces_every_step_dash(dash, training_config, name, stri
     morse = run(DashSchedule.from_stride(STEPS, stride), OracleDot(dash))
     reuse = run(DashSchedule.from_stride(STEPS, stride))
     scale = baseline.abs().max().clamp(min=1)
-    assert (morse - baseline).abs().max() / scale <= 1e-5
-    assert (reuse - baseline).abs().max() / scale > 1e-3  # the oracle really does the work
+    # equal up to float32 rounding: z_ts + (Dash(x_ti) - z_ts) is Dash(x_ti) within a few ulps
+    # per step (1.2e-5 after 8 steps with AVX2 kernels), far below reuse's difference
+    assert (morse - baseline).abs().max() / scale <= 1e-4
+    assert (reuse - baseline).abs().max() / scale > 1e-2  # the oracle really does the work
 
 
 def test_sample_is_independent_of_batch_size(dash, training_config):

@@ -262,6 +262,24 @@ def test_resume_without_checkpoint_fails_clearly(tiny_dash: Path, tmp_path: Path
         train(tmp_path, [*tiny(tiny_dash, 2, 2), "ckpt_path=last"])
 
 
+def test_init_from_continues_from_a_saved_dot_and_counts_its_steps(
+    tiny_dash: Path, other_dash: Path, uninterrupted: Path, tmp_path: Path
+) -> None:
+    """init_from loads a saved Dot's weights (at lr 1e-12 they stay within 1e-6: the new Dot is the old one) and
+    its record adds the earlier steps; a Dot of another Dash is refused before training."""
+    given = uninterrupted / "dot"
+    train(tmp_path / "more", [*tiny(tiny_dash, 2, 2), f"init_from={given}", "module.lr=1e-12"])
+    record = json.loads((tmp_path / "more" / "dot" / "dot.json").read_text())
+    earlier = json.loads((given / "dot.json").read_text())["steps"]
+    assert record["steps"] == earlier + 2 and record["init_from"] == str(given)
+    before, after = load_file(given / "dot.safetensors"), load_file(tmp_path / "more" / "dot" / "dot.safetensors")
+    assert all(torch.allclose(before[name], after[name], rtol=0, atol=1e-6) for name in before)
+    assert any((before[name] - after[name]).abs().max() > 0 for name in before)  # it did train
+    with pytest.raises(ValueError, match=r"^Dot .* was trained for another Dash"):
+        train(tmp_path / "other", [*tiny(other_dash, 2, 2), f"init_from={given}"])
+    assert not (tmp_path / "other" / "checkpoints").exists()
+
+
 # ---------------------------------------------------------------------------- validation
 def test_validation_logs_dot_and_reuse_mse(uninterrupted: Path) -> None:
     with open(uninterrupted / "csv" / "metrics.csv") as handle:
@@ -275,7 +293,7 @@ def test_validation_logs_dot_and_reuse_mse(uninterrupted: Path) -> None:
     # what evaluate checks a Dot against: the gaps and step counts it was trained on, and
     # the scheduler's options (trailing spacing by default)
     assert record["coverage"] == {"max_gap": 4, "fine_steps": [4, 64]}  # the default stride 4
-    assert record["scheduler_options"] == {"timestep_spacing": "trailing"}
+    assert record["scheduler_options"] == {"timestep_spacing": "trailing", "use_clipped_model_output": False}
 
 
 # ---------------------------------------------------------------------------------- DDP

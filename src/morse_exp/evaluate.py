@@ -44,7 +44,7 @@ from morse_exp.images import save_grid
 from morse_exp.progress import Progress
 from morse_exp.report import read_results, write_report
 from morse_exp.schedule import MAX_LSD_BUDGET, DashSchedule, JumpPattern
-from morse_exp.schedulers import STOCHASTIC_SCHEDULERS, scheduler_options
+from morse_exp.schedulers import STOCHASTIC_SCHEDULERS, scheduler_options, with_step_defaults
 from morse_exp.speed import machine_speed_ratio
 from morse_exp.stacking import MorseDeepCache
 
@@ -319,7 +319,9 @@ def check_dot_record(cfg: DictConfig) -> dict[str, Any] | None:
             f"this run samples with {cfg.scheduler.name!r}: train one for it or set scheduler="
             f"{record.get('scheduler')}"
         )
-    trained, options = samplers[cfg.scheduler.name], scheduler_options(cfg.scheduler)
+    name = cfg.scheduler.name
+    options = with_step_defaults(name, scheduler_options(cfg.scheduler))
+    trained = None if samplers[name] is None else with_step_defaults(name, samplers[name])
     if trained is not None and trained != options:
         raise ValueError(
             f"Dot {cfg.dot_checkpoint} was trained for scheduler options {trained}, this run samples "

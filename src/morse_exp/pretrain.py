@@ -1,7 +1,7 @@
 """Train a Dash from scratch: ``python -m morse_exp.pretrain [dataset=... architecture=...]``.
 
 Writes ``<run dir>/dash/`` (safetensors, config, scheduler config, provenance.json) and a
-grid of its samples (``samples.png``, DDIM 50 steps). Lightning checkpoints (weights, EMA,
+grid of its samples (``samples.png``, DDIM 50 steps with eps re-derived from the clipped x0). Lightning checkpoints (weights, EMA,
 optimiser) go to ``<run dir>/checkpoints/`` every ``checkpoint.every_n_train_steps`` steps;
 resume a stopped run with ``hydra.run.dir=<its run dir> ckpt_path=last``. Without its
 checkpoints, ``init_from=<a Dash directory>`` continues from a saved Dash's (EMA) weights
@@ -68,7 +68,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     save_dir = save_dash_dir(dash.unet, noise_scheduler, cfg.save_dir, provenance, dash.autoencoder)
     dash.source = str(save_dir)
     samples, _ = sample(
-        dash, make_scheduler("ddim", dash.scheduler_config), DashSchedule.every_step(50),
+        dash, make_scheduler("ddim", dash.scheduler_config, use_clipped_model_output=True), DashSchedule.every_step(50),
         sample_generators(cfg.seed, range(cfg.grid_samples)),
     )
     save_grid(dash.decode(samples), save_dir.parent / "samples.png", nrow=10)

@@ -8,10 +8,17 @@ continuous limit.
 
 Schedulers always receive a noise estimate: Dash converts other parameterisations first, so
 ``prediction_type`` is forced to ``epsilon`` here.
+
+A few ``step()`` arguments are set in the scheduler's config like its constructor options
+(:data:`STEP_OPTIONS`): DDIM's ``use_clipped_model_output``. With ``clip_sample`` (the DDPM
+default) diffusers' DDIM clips its x0 estimate to [-1, 1] but keeps the model's eps, so the
+step leaves DDIM's update (x_t is no longer sqrt(a) x0 + sqrt(1 - a) eps); ``true`` re-derives
+eps from the clipped x0 (GLIDE's choice). diffusers' pipelines keep ``false``.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any
 
@@ -84,6 +91,8 @@ SCHEDULERS: dict[str, tuple[type, dict[str, Any]]] = {
     "lcm": (diffusers.LCMScheduler, {}),
 }
 STOCHASTIC_SCHEDULERS = ("ddpm", "sde", "dpm_solver_sde", "lcm")
+# scheduler name -> the step() arguments its config may set, with diffusers' defaults
+STEP_OPTIONS: dict[str, dict[str, Any]] = {"ddim": {"use_clipped_model_output": False}}
 
 
 def make_scheduler(name: str, base_config: dict[str, Any], **options: Any) -> Any:
@@ -100,11 +109,15 @@ def make_scheduler(name: str, base_config: dict[str, Any], **options: Any) -> An
     if name not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {name!r}: choose one of {', '.join(SCHEDULERS)}")
     scheduler_class, defaults = SCHEDULERS[name]
+    step_options = {key: options.pop(key) for key in list(options) if key in STEP_OPTIONS.get(name, {})}
     # diffusers' own from_config: keys the base config only held as defaults take this
     # class's defaults (its ``_use_default_values``), exactly as when swapping schedulers.
-    return scheduler_class.from_config(
+    scheduler = scheduler_class.from_config(
         dict(base_config), **{**defaults, **options, "prediction_type": "epsilon"}
     )
+    if step_options:
+        scheduler.step = functools.partial(scheduler.step, **step_options)
+    return scheduler
 
 
 def set_timesteps(scheduler: Any, num_steps: int, device: str | torch.device | None = None) -> None:
@@ -145,3 +158,9 @@ def scheduler_options(scheduler_cfg: Any) -> dict[str, Any]:
     """A scheduler config's own settings (``timestep_spacing``...), without Hydra's keys."""
     return {k: v for k, v in OmegaConf.to_container(scheduler_cfg, resolve=True).items()
             if not k.startswith("_") and k != "name"}
+
+
+def with_step_defaults(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` of scheduler ``name`` with every step option it leaves out at its default
+    (records written before a step option existed hold none)."""
+    return {**options, **{key: value for key, value in STEP_OPTIONS.get(name, {}).items() if key not in options}}
