@@ -10,6 +10,7 @@
 #   bash experiments/emoji32/run.sh extractor         # fit (resumable) and ship emoji32_autoencoder
 #   bash experiments/emoji32/run.sh fid_curve         # baseline FID, 2-50 LSD, on the shipped Dash
 #   bash experiments/emoji32/run.sh dot               # a slim Dot for stride 4 (resumable); SAMPLER=ddim
+#   bash experiments/emoji32/run.sh ship_dot          # copy it to assets/dot_emoji32_$SAMPLER
 #   bash experiments/emoji32/run.sh sweep PATTERN SEED   # baseline/reuse/Morse/oracle, e.g. stride4 0
 #   bash experiments/emoji32/run.sh bench DASH_DIR    # N of the default, slim and wide Dots
 # Without outputs/pretrain/emoji32/checkpoints (a new machine), `pretrain` continues from the
@@ -19,6 +20,11 @@ OUT=outputs/pretrain/emoji32
 ASSETS=src/morse_exp/assets
 RUNS=outputs/experiments/emoji32
 SAMPLER=${SAMPLER:-ddim}
+# DDIM with consistent clipping: eps re-derived from the clipped x0. On this data (half of the
+# pixels pure white) diffusers' default DDIM drifts darker and greyer with more steps and its
+# FID rises from 20 to 50 steps (RESULTS.md, "Why DDIM's FID rose").
+SAMPLER_OPTIONS=(); [ "$SAMPLER" = ddim ] && SAMPLER_OPTIONS=(scheduler.use_clipped_model_output=true)
+DOT_ASSET=$ASSETS/dot_emoji32_$SAMPLER
 STEPS=${STEPS:-20000}
 # bf16 autocast where the CPU computes bf16 natively (avx512_bf16 or AMX): a training step of
 # this UNet (batch 64, one thread) takes 1.6 s instead of 2.9 s in fp32 there
@@ -68,21 +74,32 @@ PY
     rm -rf $ASSETS/extractors/emoji32_autoencoder
     cp -r outputs/extractors/emoji32_autoencoder $ASSETS/extractors/emoji32_autoencoder ;;
   fid_curve)
-    # every-step DDIM on the shipped Dash, held-out seed set 1; NUM_SAMPLES (default 2000)
-    python -m morse_exp.evaluate model=unet_emoji32 methods=[baseline] "lsd_budgets=${BUDGETS:-[2,3,5,10,20,35,50]}" \
+    # every-step SAMPLER (DDIM) on the shipped Dash, held-out seed set 1; NUM_SAMPLES (default 2000)
+    python -m morse_exp.evaluate model=unet_emoji32 scheduler=$SAMPLER "${SAMPLER_OPTIONS[@]}" methods=[baseline] "lsd_budgets=${BUDGETS:-[2,3,5,10,20,35,50]}" \
       baseline_reach=1 fidelity.enabled=false metric.num_samples=${NUM_SAMPLES:-2000} seed=1 grid_budgets=[5,50] \
-      hydra.run.dir=$RUNS/fid_curve ;;
+      hydra.run.dir=$RUNS/fid_curve_$SAMPLER ;;
   dot)
-    # Dot for stride 4 (gaps 1..3) on the shipped Dash, bf16 autocast, DOT_STEPS (3,000: about
-    # 2-3 h on one core; 4.1 s per step beside two other jobs); rerun to resume
-    resume=(); [ -f $RUNS/train_$SAMPLER/checkpoints/last.ckpt ] && resume=(ckpt_path=last)
-    python -m morse_exp.train model=unet_emoji32 scheduler=$SAMPLER jump_stride=stride4 \
-      trainer.max_steps=${DOT_STEPS:-3000} trainer.precision=$PRECISION hydra.run.dir=$RUNS/train_$SAMPLER "${resume[@]}" ;;
+    # Dot for stride 4 (gaps 1..3) on the shipped Dash, bf16 autocast where native, DOT_STEPS in
+    # all (3,000: 2-3 h on a free AVX-512 core, 4.1 s per step beside two other jobs); rerun to
+    # resume. On a machine without its checkpoints it continues from the shipped Dot of this
+    # sampler (init_from, fresh optimiser) for the remaining steps; ship_dot ships it.
+    steps=${DOT_STEPS:-3000} resume=()
+    if [ -f $DOT_ASSET/dot.json ]; then
+      resume=(init_from=$DOT_ASSET)
+      steps=$((steps - $(python -c "import json; print(json.load(open('$DOT_ASSET/dot.json'))['steps'])")))
+    fi
+    [ -f $RUNS/train_$SAMPLER/checkpoints/last.ckpt ] && resume+=(ckpt_path=last)
+    python -m morse_exp.train model=unet_emoji32 scheduler=$SAMPLER "${SAMPLER_OPTIONS[@]}" jump_stride=stride4 \
+      trainer.max_steps=$steps trainer.precision=$PRECISION hydra.run.dir=$RUNS/train_$SAMPLER "${resume[@]}" ;;
+  ship_dot)
+    # the last Dot `dot` saved (at the end of its run) into the package, for the next session
+    rm -rf $DOT_ASSET && cp -r $RUNS/train_$SAMPLER/dot $DOT_ASSET
+    echo "shipped the $SAMPLER Dot ($(python -c "import json; print(json.load(open('$DOT_ASSET/dot.json'))['steps'])") steps): $DOT_ASSET" ;;
   sweep)
     # run.sh sweep stride4 0: every method at BUDGETS on seed set $3 (0: choose settings, 1: report),
     # NUM_SAMPLES (1,000), the baseline to REACH (2) x the largest budget; fp32, so N is the
     # paper's latency ratio at batch 500 (9-12 with the slim Dot)
-    python -m morse_exp.evaluate model=unet_emoji32 scheduler=$SAMPLER jump_stride=$2 \
+    python -m morse_exp.evaluate model=unet_emoji32 scheduler=$SAMPLER "${SAMPLER_OPTIONS[@]}" jump_stride=$2 \
       dot_checkpoint=$RUNS/train_$SAMPLER/dot "lsd_budgets=${BUDGETS:-[4,6,8,12,16]}" \
       metric.num_samples=${NUM_SAMPLES:-1000} seed=$3 baseline_reach=${REACH:-2} \
       hydra.run.dir=$RUNS/sweep_$SAMPLER/$2_seed$3 ;;
@@ -91,5 +108,5 @@ PY
       python -m morse_exp.bench model.pretrained="$2" dataset=emoji32 dot=$dot "batch_sizes=[1,64,128,256]" \
         overhead_batch_size=64 output_file=experiments/emoji32/bench/bench_$dot.json hydra.run.dir=outputs/bench/emoji32_$dot
     done ;;
-  *) echo "usage: $0 pretrain|export|ship|extractor|fid_curve|dot|sweep PATTERN SEED|bench DASH_DIR" >&2; exit 2 ;;
+  *) echo "usage: $0 pretrain|export|ship|extractor|fid_curve|dot|ship_dot|sweep PATTERN SEED|bench DASH_DIR" >&2; exit 2 ;;
 esac

@@ -3,7 +3,10 @@
 Writes into the Hydra run directory: Lightning checkpoints (``checkpoints/last.ckpt``, Dot
 weights + optimiser state + resolved config, no copy of Dash), the final Dot as
 ``dot/dot.safetensors`` + ``dot/dot.json``, and the logger's metrics. Resume an interrupted
-run with ``hydra.run.dir=<its run dir> ckpt_path=last``.
+run with ``hydra.run.dir=<its run dir> ckpt_path=last``. Without its checkpoints,
+``init_from=<a saved Dot directory>`` continues from that Dot's weights (same Dash and Dot
+settings, checked) with a fresh optimiser and learning-rate schedule; its record counts the
+earlier steps too.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from morse_exp.checkpoints import save_dot
+from morse_exp.checkpoints import load_dot_weights, save_dot
 from morse_exp.cli import CONFIG_PATH, entry_point, instantiate_trainer, resolve_ckpt_path
 from morse_exp.schedule import JumpPattern
 from morse_exp.schedulers import scheduler_options
@@ -116,6 +119,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.checkpoint.dirpath)
     objects = build(cfg)
     check_steps(cfg, objects["datamodule"])
+    init_steps = int(load_dot_weights(objects["dot"], cfg.init_from).get("steps", 0)) if cfg.get("init_from") else 0
     trainer = instantiate_trainer(cfg, "train")
     start = time.perf_counter()
     trainer.fit(objects["module"], datamodule=objects["datamodule"], ckpt_path=ckpt_path)
@@ -129,7 +133,9 @@ def run(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             "extra_schedulers": {name: scheduler_options(c) for name, c in extra_scheduler_configs(cfg).items()},
             "jump_stride": OmegaConf.to_container(cfg.jump_stride, resolve=True),
             "coverage": objects["module"].coverage,
-            "steps": trainer.global_step,
+            # with init_from, the steps of the Dot it continued from too
+            "steps": init_steps + trainer.global_step,
+            "init_from": cfg.get("init_from"),
             # wall-clock seconds of this run's fit (validation included; a resumed run counts
             # only its own part)
             "fit_seconds": fit_seconds,
