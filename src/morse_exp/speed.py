@@ -86,7 +86,9 @@ def _synchronize(device: str) -> None:
 
 
 def machine_identity(device: str | torch.device) -> dict[str, Any]:
-    """What N depends on besides the models: processor (or GPU) model, threads, torch version."""
+    """What N depends on besides the models: processor (or GPU) model and, on a CPU, the vector
+    instructions torch uses (VMs of one processor name differ: AVX2 or AVX-512), threads,
+    torch version."""
     device = torch.device(device)
     if device.type == "cuda":
         processor = torch.cuda.get_device_name(device)
@@ -95,6 +97,7 @@ def machine_identity(device: str | torch.device) -> dict[str, Any]:
         names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
                  if line.startswith("model name")] if cpuinfo.is_file() else []
         processor = names[0] if names else platform.processor() or platform.machine()
+        processor = f"{processor} ({torch.backends.cpu.get_cpu_capability()})"
     return {"device": device.type, "processor": processor, "cpu_count": os.cpu_count(),
             "threads": torch.get_num_threads(), "torch": torch.__version__}
 
