@@ -12,9 +12,8 @@ in the shipped extractor's feature space and prints, per setting:
   non-white pixels and their chroma (max - min channel: how colourful the emoji are).
 
 A setting is ``scheduler:steps[:option=value...]`` with the scheduler's constructor options
-(trailing spacing unless ``timestep_spacing=leading``), e.g. ``ddim:50:clip_sample=false``;
-``step.<arg>=value`` passes an argument to every ``scheduler.step`` call
-(``ddim:50:step.use_clipped_model_output=true``).
+and step options (trailing spacing unless ``timestep_spacing=leading``), e.g.
+``ddim:50:clip_sample=false`` or ``ddim:50:use_clipped_model_output=true``.
 Samples are cached as .pt under OUT so that the analysis can be redone without sampling.
 Usage (one thread, repository root):
   python experiments/emoji32/fid_diagnosis.py --dash src/morse_exp/assets/dash_emoji32 \
@@ -104,12 +103,7 @@ def main() -> None:
     for setting in args.settings:
         name, steps, *overrides = setting.split(":")
         options = {"timestep_spacing": "trailing", **dict(parse_option(item) for item in overrides)}
-        step_options = {key[len("step."):]: options.pop(key) for key in list(options) if key.startswith("step.")}
-
-        def make(name=name, options=options, step_options=step_options):
-            scheduler = make_scheduler(name, dash.scheduler_config, **options)
-            scheduler.step = functools.partial(scheduler.step, **step_options)
-            return scheduler
+        make = functools.partial(make_scheduler, name, dash.scheduler_config, **options)
         cache = out / f"{setting.replace(':', '_')}_n{args.num}_seed{args.seed}.pt"
         if cache.exists():
             images = torch.load(cache, weights_only=True)

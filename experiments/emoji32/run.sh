@@ -30,9 +30,11 @@ STEPS=${STEPS:-20000}
 # this UNet (batch 64, one thread) takes 1.6 s instead of 2.9 s in fp32 there
 # (benchmarks/pretrain_precision.py); weights, optimiser and EMA stay fp32. Without it bf16 is
 # emulated and ~20x slower than fp32 (55 s per step measured), so fp32 is the default there.
-if grep -qs "avx512_bf16\|amx_bf16" /proc/cpuinfo; then native_bf16=bf16-mixed; else native_bf16=32-true; fi
-PRECISION=${PRECISION:-$native_bf16}
+if [ -z "${PRECISION:-}" ]; then
+  PRECISION=$(python -c "from morse_exp.cli import cpu_has_native_bf16; print('bf16-mixed' if cpu_has_native_bf16() else '32-true')")
+fi
 export OMP_NUM_THREADS=${THREADS:-1}  # THREADS=2 when nothing else runs
+steps_in() { python -c "import json, sys; print(json.load(open(sys.argv[1]))['steps'])" "$1"; }  # a provenance or dot.json
 PRETRAIN=(python -m morse_exp.pretrain dataset=emoji32 architecture=unet_emoji32 trainer.precision=$PRECISION)
 case "${1:-pretrain}" in
   pretrain)
@@ -43,8 +45,7 @@ case "${1:-pretrain}" in
       before=$(python -c "import torch; print(int(torch.load('$OUT/checkpoints/last.ckpt', map_location='cpu', weights_only=True)['state_dict'].get('init_steps', 0)))")
       resume=(ckpt_path=last) STEPS=$((STEPS - before))
     elif [ -f $ASSETS/dash_emoji32/config.json ]; then
-      shipped=$(python -c "import json; print(json.load(open('$ASSETS/dash_emoji32/provenance.json'))['steps'])")
-      resume=(init_from=$ASSETS/dash_emoji32) STEPS=$((STEPS - shipped))
+      resume=(init_from=$ASSETS/dash_emoji32) STEPS=$((STEPS - $(steps_in $ASSETS/dash_emoji32/provenance.json)))
     fi
     "${PRETRAIN[@]}" trainer.max_steps=$STEPS pretraining.anneal_steps=${ANNEAL:-0} hydra.run.dir=$OUT "${resume[@]}" ;;
   export)
@@ -86,7 +87,7 @@ PY
     steps=${DOT_STEPS:-3000} resume=()
     if [ -f $DOT_ASSET/dot.json ]; then
       resume=(init_from=$DOT_ASSET)
-      steps=$((steps - $(python -c "import json; print(json.load(open('$DOT_ASSET/dot.json'))['steps'])")))
+      steps=$((steps - $(steps_in $DOT_ASSET/dot.json)))
     fi
     [ -f $RUNS/train_$SAMPLER/checkpoints/last.ckpt ] && resume+=(ckpt_path=last)
     python -m morse_exp.train model=unet_emoji32 scheduler=$SAMPLER "${SAMPLER_OPTIONS[@]}" jump_stride=stride4 \
@@ -94,7 +95,7 @@ PY
   ship_dot)
     # the last Dot `dot` saved (at the end of its run) into the package, for the next session
     rm -rf $DOT_ASSET && cp -r $RUNS/train_$SAMPLER/dot $DOT_ASSET
-    echo "shipped the $SAMPLER Dot ($(python -c "import json; print(json.load(open('$DOT_ASSET/dot.json'))['steps'])") steps): $DOT_ASSET" ;;
+    echo "shipped the $SAMPLER Dot ($(steps_in $DOT_ASSET/dot.json) steps): $DOT_ASSET" ;;
   sweep)
     # run.sh sweep stride4 0: every method at BUDGETS on seed set $3 (0: choose settings, 1: report),
     # NUM_SAMPLES (1,000), the baseline to REACH (2) x the largest budget; fp32, so N is the
