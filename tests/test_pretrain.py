@@ -164,9 +164,14 @@ def test_init_from_continues_from_a_saved_dash_and_counts_its_steps(tmp_path):
     pretrain.run(compose_config("pretrain", [*more, "trainer.max_steps=2"], tmp_path / "more"))
     provenance = json.loads((tmp_path / "more" / "dash" / "provenance.json").read_text())
     assert provenance["steps"] == 3 + 2 and provenance["init_from"] == str(given)
+    assert [run["from_step"] for run in provenance["history"]] == [0, 3]
     # its checkpoints keep the count: resumed without init_from, it still adds the first 3 steps
     pretrain.run(compose_config("pretrain", [*common, "ckpt_path=last", "trainer.max_steps=4"], tmp_path / "more"))
-    assert json.loads((tmp_path / "more" / "dash" / "provenance.json").read_text())["steps"] == 3 + 4
+    provenance = json.loads((tmp_path / "more" / "dash" / "provenance.json").read_text())
+    assert provenance["steps"] == 3 + 4
+    # and its history: the first run from 0, the init_from run from 3, the resumed one from 3 + 2
+    assert [run["from_step"] for run in provenance["history"]] == [0, 3, 5]
+    assert all(run["command"].startswith("python -m morse_exp.pretrain") for run in provenance["history"])
 
 
 def test_init_from_another_architecture_is_one_line_before_training(tmp_path):

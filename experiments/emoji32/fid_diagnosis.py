@@ -27,11 +27,12 @@ import functools
 import json
 from pathlib import Path
 
+import hydra
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 from scipy import linalg
 
-from morse_exp.data import NpzImagesDataModule
 from morse_exp.extractors import load_extractor
 from morse_exp.generation import generate
 from morse_exp.loading import load_dash
@@ -95,8 +96,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     dash = load_dash(args.dash)
     extractor = load_extractor("emoji32_autoencoder")
-    real = NpzImagesDataModule(path=str(Path("src/morse_exp/assets/emoji32/emoji32.npz")), image_shape=(3, 32, 32),
-                               build_command="python -m morse_exp.emoji32", name="emoji32").images("train")
+    dataset = OmegaConf.load(Path(__file__).parents[2] / "conf/dataset/emoji32.yaml")
+    real = hydra.utils.instantiate(OmegaConf.create({"seed": 0, "dataset": dataset}).dataset).images("train")
     real_features = features(extractor, real)
     rows = [{"setting": "real (train split)", **pixel_stats(real)}]
     print(json.dumps(rows[0]), flush=True)

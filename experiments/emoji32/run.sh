@@ -4,9 +4,10 @@
 # extractor in the package, measure N per Dot config and the baseline's FID curve.
 # Run from the repository root, one thread per process (2-core machines):
 #   bash experiments/emoji32/run.sh pretrain          # resumable: run it again to continue;
-#                                                     # STEPS=<total> ANNEAL=<last steps to decay>
+#                                                     # STEPS=<total> ANNEAL=<last steps to decay>;
+#                                                     # ARCH=unet_emoji32_small: stitch's small Dash
 #   bash experiments/emoji32/run.sh export            # Dash + samples.png at the last checkpoint
-#   bash experiments/emoji32/run.sh ship              # export, then copy it to assets/dash_emoji32
+#   bash experiments/emoji32/run.sh ship              # copy it to assets/dash_emoji32[_small]
 #   bash experiments/emoji32/run.sh extractor         # fit (resumable) and ship emoji32_autoencoder
 #   bash experiments/emoji32/run.sh fid_curve         # baseline FID, 2-50 LSD, on the shipped Dash
 #   bash experiments/emoji32/run.sh dot               # a slim Dot for stride 4 (resumable); SAMPLER=ddim
@@ -16,8 +17,10 @@
 # Without outputs/pretrain/emoji32/checkpoints (a new machine), `pretrain` continues from the
 # shipped Dash's weights (init_from; fresh optimiser) rather than from scratch.
 set -euo pipefail
-OUT=outputs/pretrain/emoji32
+ARCH=${ARCH:-unet_emoji32}  # the Dash that pretrain/export/ship make: conf/architecture/$ARCH.yaml
+OUT=outputs/pretrain/${ARCH#unet_}
 ASSETS=src/morse_exp/assets
+DASH_ASSET=$ASSETS/dash_${ARCH#unet_}
 RUNS=outputs/experiments/emoji32
 SAMPLER=${SAMPLER:-ddim}
 # DDIM with consistent clipping: eps re-derived from the clipped x0. On this data (half of the
@@ -34,41 +37,39 @@ if [ -z "${PRECISION:-}" ]; then
   PRECISION=$(python -c "from morse_exp.cli import cpu_has_native_bf16; print('bf16-mixed' if cpu_has_native_bf16() else '32-true')")
 fi
 export OMP_NUM_THREADS=${THREADS:-1}  # THREADS=2 when nothing else runs
+# the last checkpoint's "<global step> <steps of the Dash it continued from (init_from)>"
+last_ckpt() { python -c "import torch; c = torch.load('$OUT/checkpoints/last.ckpt', map_location='cpu', weights_only=True); print(c['global_step'], int(c['state_dict'].get('init_steps', 0)))"; }
 steps_in() { python -c "import json, sys; print(json.load(open(sys.argv[1]))['steps'])" "$1"; }  # a provenance or dot.json
-PRETRAIN=(python -m morse_exp.pretrain dataset=emoji32 architecture=unet_emoji32 trainer.precision=$PRECISION)
+PRETRAIN=(python -m morse_exp.pretrain dataset=emoji32 architecture=$ARCH trainer.precision=$PRECISION)
 case "${1:-pretrain}" in
   pretrain)
     # STEPS counts from scratch; a run continued from a shipped Dash trains STEPS minus its steps.
     # ANNEAL: decay the rate to 0 over the last ANNEAL steps of this run (0: constant).
     resume=()
     if [ -f $OUT/checkpoints/last.ckpt ]; then
-      before=$(python -c "import torch; print(int(torch.load('$OUT/checkpoints/last.ckpt', map_location='cpu', weights_only=True)['state_dict'].get('init_steps', 0)))")
+      read -r _ before <<< "$(last_ckpt)"
       resume=(ckpt_path=last) STEPS=$((STEPS - before))
-    elif [ -f $ASSETS/dash_emoji32/config.json ]; then
-      resume=(init_from=$ASSETS/dash_emoji32) STEPS=$((STEPS - $(steps_in $ASSETS/dash_emoji32/provenance.json)))
+    elif [ -f $DASH_ASSET/config.json ]; then
+      resume=(init_from=$DASH_ASSET) STEPS=$((STEPS - $(steps_in $DASH_ASSET/provenance.json)))
     fi
     "${PRETRAIN[@]}" trainer.max_steps=$STEPS pretraining.anneal_steps=${ANNEAL:-0} hydra.run.dir=$OUT "${resume[@]}" ;;
   export)
     # A copy of the last checkpoint, "trained" up to its own step: fit stops at once and the
     # EMA Dash and its DDIM-50 grid are written under $OUT/export_<step>/ (training goes on).
-    step=$(python -c "import torch; print(torch.load('$OUT/checkpoints/last.ckpt', map_location='cpu', weights_only=True)['global_step'])")
+    read -r step _ <<< "$(last_ckpt)"
     mkdir -p $OUT/export_$step/checkpoints && cp $OUT/checkpoints/last.ckpt $OUT/export_$step/checkpoints/
     "${PRETRAIN[@]}" trainer.max_steps=$step logger=none hydra.run.dir=$OUT/export_$step ckpt_path=last ;;
   ship)
-    bash "$0" export
-    step=$(ls -d $OUT/export_* | sed 's/.*export_//' | sort -n | tail -1)
-    rm -rf $ASSETS/dash_emoji32 && cp -r $OUT/export_$step/dash $ASSETS/dash_emoji32
-    cp $OUT/export_$step/samples.png $ASSETS/dash_emoji32/samples.png
-    # the provenance's command is the export's (a fit resumed at its own step): say what trained it
-    python - "$ASSETS/dash_emoji32/provenance.json" <<'PY'
-import json, sys
-path = sys.argv[1]
-record = json.load(open(path))
-record["made_by"] = ("bash experiments/emoji32/run.sh pretrain (resumed across sessions), then run.sh ship: "
-                     "the EMA weights of its last checkpoint at this step, exported by the command above")
-json.dump(record, open(path, "w"), indent=2)
-PY
-    echo "shipped the EMA Dash at step $step: $ASSETS/dash_emoji32" ;;
+    # the finished run's Dash, or (a run still going) an export of its last checkpoint; the
+    # provenance's history lists every run that trained it
+    from=$OUT
+    read -r step before <<< "$(last_ckpt)"
+    if [ ! -f $OUT/dash/provenance.json ] || [ "$(steps_in $OUT/dash/provenance.json)" -lt $((step + before)) ]; then
+      bash "$0" export
+      from=$OUT/export_$step
+    fi
+    rm -rf $DASH_ASSET && cp -r $from/dash $DASH_ASSET && cp $from/samples.png $DASH_ASSET/samples.png
+    echo "shipped the EMA Dash at step $(steps_in $DASH_ASSET/provenance.json): $DASH_ASSET" ;;
   extractor)
     python -m morse_exp.fit_extractor dataset=emoji32 kind=autoencoder name=emoji32_autoencoder \
       hydra.run.dir=outputs/fit_extractor/emoji32

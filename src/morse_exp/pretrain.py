@@ -6,7 +6,8 @@ optimiser) go to ``<run dir>/checkpoints/`` every ``checkpoint.every_n_train_ste
 resume a stopped run with ``hydra.run.dir=<its run dir> ckpt_path=last``. Without its
 checkpoints, ``init_from=<a Dash directory>`` continues from a saved Dash's (EMA) weights
 with a fresh optimiser and warm-up for ``trainer.max_steps`` more steps; the checkpoints and
-the provenance count that Dash's steps too.
+the provenance count that Dash's steps too. The provenance's ``history`` lists every run that
+trained the Dash (its command and first step), across resumes and ``init_from``.
 
 With ``autoencoder=/path/to/autoencoder`` (a diffusers AutoencoderKL or VQModel directory,
 or a pipeline directory with vae/ or vqvae/) it trains a latent Dash on the autoencoder's
@@ -26,7 +27,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from morse_exp.cli import entry_point, instantiate_trainer, resolve_ckpt_path
 from morse_exp.images import save_grid
-from morse_exp.pretraining import check_sample_shape, load_autoencoder, load_init_weights, save_dash_dir
+from morse_exp.pretraining import (
+    check_sample_shape,
+    load_autoencoder,
+    load_init_weights,
+    save_dash_dir,
+    training_history,
+)
 from morse_exp.sampler import sample
 from morse_exp.schedule import DashSchedule
 from morse_exp.schedulers import make_scheduler
@@ -46,9 +53,12 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     autoencoder = load_autoencoder(cfg.autoencoder) if cfg.get("autoencoder") else None
     unet = hydra.utils.instantiate(cfg.architecture)
     init_steps = load_init_weights(unet, cfg.init_from) if cfg.get("init_from") else 0
+    command = "python -m morse_exp.pretrain " + " ".join(sys.argv[1:])
+    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True) if ckpt_path else None
     noise_scheduler = hydra.utils.instantiate(cfg.noise_scheduler)
     module = hydra.utils.instantiate(cfg.pretraining)(
-        unet=unet, noise_scheduler=noise_scheduler, autoencoder=autoencoder, init_steps=init_steps
+        unet=unet, noise_scheduler=noise_scheduler, autoencoder=autoencoder, init_steps=init_steps,
+        history=training_history(command, checkpoint, cfg.get("init_from"), init_steps),
     )
     check_sample_shape(module.dash, datamodule.image_shape)
     trainer = instantiate_trainer(cfg, "pretrain")
@@ -58,9 +68,10 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         return metrics, {}
     dash = module.ema_dash().cpu()
     provenance = {
-        "command": "python -m morse_exp.pretrain " + " ".join(sys.argv[1:]),
+        "command": command,
         "seed": cfg.seed,
         "steps": module.init_steps + trainer.global_step,
+        "history": module.history,
         "init_from": cfg.get("init_from"),
         "final_train_loss": metrics.get("train/loss"),
         "config": OmegaConf.to_container(cfg, resolve=True),

@@ -54,6 +54,8 @@ class DashPretraining(L.LightningModule):
             learns (see :func:`load_autoencoder`); None trains on pixels.
         init_steps: training steps ``unet``'s weights already had (``init_from``); kept in
             the checkpoints, so a resumed run still counts them.
+        history: the runs that trained it, ending with this one (:func:`training_history`);
+            kept in the checkpoints, so a resumed run extends it.
 
     ``self.dash`` is the Dash being made: a frozen copy of ``unet`` that receives the EMA
     weights (:meth:`ema_dash`) and the autoencoder. It encodes every batch and is left out of
@@ -70,6 +72,7 @@ class DashPretraining(L.LightningModule):
         autoencoder: nn.Module | None = None,
         init_steps: int = 0,
         anneal_steps: int = 0,
+        history: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__()
         if anneal_steps < 0:
@@ -77,6 +80,7 @@ class DashPretraining(L.LightningModule):
         self.anneal_steps = anneal_steps
         self.unet = unet
         self.init_steps = init_steps
+        self.history = list(history or [])
         self.noise_scheduler = noise_scheduler
         self.lr = lr
         self.warmup_steps = warmup_steps
@@ -124,6 +128,9 @@ class DashPretraining(L.LightningModule):
         state = {**{f"dash.{k}": v for k, v in self.dash.state_dict().items()}, **state}
         return super().load_state_dict(state, strict=strict, **kwargs)
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["history"] = self.history
+
     def ema_dash(self) -> Dash:
         """``self.dash`` with the EMA weights copied into its UNet."""
         self.dash.unet.load_state_dict(self.unet.state_dict())
@@ -170,6 +177,31 @@ def load_init_weights(unet: UNet2DModel, init_from: str) -> int:
     unet.load_state_dict(theirs)
     provenance = Path(init_from) / "provenance.json"
     return int(json.loads(provenance.read_text()).get("steps", 0)) if provenance.is_file() else 0
+
+
+def training_history(
+    command: str, checkpoint: dict[str, Any] | None, init_from: str | None, init_steps: int
+) -> list[dict[str, Any]]:
+    """The runs that trained a Dash, oldest first, ending with this one (``command``):
+    ``{"from_step": int, "command": str}`` each; a run trained from its ``from_step`` up to
+    the next run's (the last one: up to the Dash's ``steps``).
+
+    A run resumed from ``checkpoint`` (a loaded Lightning checkpoint) extends the history the
+    checkpoint carries; one continued from the saved Dash ``init_from`` (``init_steps``
+    steps) extends the history in its provenance.json, or, where that records none, its
+    ``command`` from step 0.
+    """
+    if checkpoint is not None:
+        earlier = checkpoint.get("history", [])
+        start = checkpoint["global_step"] + int(checkpoint["state_dict"].get("init_steps", 0))
+    elif init_from:
+        provenance = Path(init_from) / "provenance.json"
+        record = json.loads(provenance.read_text()) if provenance.is_file() else {}
+        earlier = record.get("history") or ([{"from_step": 0, "command": record["command"]}] if "command" in record else [])
+        start = init_steps
+    else:
+        earlier, start = [], 0
+    return [*earlier, {"from_step": start, "command": command}]
 
 
 def check_sample_shape(dash: Dash, image_shape: tuple[int, int, int]) -> None:
