@@ -223,6 +223,20 @@ def test_cli_summarizes_a_multirun_directory(tmp_path):
     assert (tmp_path / "summary.png").read_bytes().startswith(b"\x89PNG")
 
 
+def test_summary_rows_name_the_rival_a_run_measured(tmp_path):
+    """A run of the baseline and one rival is that rival's row (a settings sweep of deepcache
+    reads like one of Morse); a run with Morse is Morse's row whatever else it ran."""
+    for name, methods in {"deepcache": ["deepcache"], "stitch": ["stitch"], "both": ["deepcache", "morse"]}.items():
+        write_jsonl(tmp_path / name / "results.jsonl", make_records("baseline", 100.0) + [
+            record for index, method in enumerate(methods) for record in make_records(method, 50.0 / (index + 1))])
+    assert main([str(tmp_path)]) == 0
+    with (tmp_path / "summary.csv").open() as handle:
+        rows = {row["run"]: row for row in csv.DictReader(handle)}
+    assert {run: row["method"] for run, row in rows.items()} == {"both": "morse", "deepcache": "deepcache", "stitch": "stitch"}
+    assert float(rows["deepcache"]["lsd_average"]) == pytest.approx(2.0, abs=1e-6)
+    assert float(rows["both"]["lsd_average"]) == pytest.approx(4.0, abs=1e-6)
+
+
 def test_cli_writes_to_out_and_accepts_a_single_run(tmp_path):
     write_jsonl(tmp_path / "run" / "results.jsonl", three_curves())
     assert main([str(tmp_path / "run"), "--out", str(tmp_path / "out")]) == 0

@@ -34,6 +34,10 @@ from morse_exp.report import (
     summarize,
 )
 
+HEADLINE_METHODS: tuple[str, ...] = ("morse", "morse_deepcache", "deepcache", "stitch", "reuse")
+"""A run's row reports the first of these that it ran against the baseline: Morse where it ran,
+else a rival (a run of baseline and deepcache is deepcache's row), else reuse."""
+
 
 def _natural_key(path: Path) -> list[tuple[int, int | str]]:
     """Sort key that orders run directories 0, 1, 2, ..., 10 rather than 0, 1, 10, 2."""
@@ -73,8 +77,8 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "lsd_average", "lsd_low", "lsd_high", "lsd_min", "lsd_max", "seconds_average", "seconds_min", "seconds_max",
     "morse_vs_reuse_lsd_average", "oracle_lsd_average", "exact_budgets", "bounded_budgets",
 )  # fmt: skip
-"""Columns of ``summary.csv``: the speedups are ``method`` (Morse, or reuse in a run without
-Morse) vs baseline unless named otherwise; ``lsd_low``/``lsd_high`` bound the 95 % bootstrap
+"""Columns of ``summary.csv``: the speedups are ``method`` (:data:`HEADLINE_METHODS`: Morse, else
+a rival, else reuse) vs baseline unless named otherwise; ``lsd_low``/``lsd_high`` bound the 95 % bootstrap
 interval of the LSD average; ``oracle_lsd_average`` is the pattern's ceiling."""
 
 
@@ -89,7 +93,7 @@ def _summary_row(run_dir: Path, relative_to: Path) -> dict[str, Any]:
     except ValueError as error:
         raise ValueError(f"{run_dir}: {error}") from error
     empty = {"average": None, "min": None, "max": None, "exact_budgets": 0, "bounded_budgets": 0, "interval": None}
-    method = "morse" if "morse_vs_baseline" in summary["comparisons"] else "reuse"
+    method = next((name for name in HEADLINE_METHODS if f"{name}_vs_baseline" in summary["comparisons"]), "reuse")
     versus_baseline = summary["comparisons"].get(f"{method}_vs_baseline", {})
     versus_reuse = summary["comparisons"].get("morse_vs_reuse", {})
     by_lsd = versus_baseline.get("lsd", empty)
@@ -138,7 +142,7 @@ def _summary_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     lines = [
         "# Lossless speedup over the baseline, per run",
         "",
-        "Speedups are the run's method (Morse, or reuse where a run has no Morse) vs baseline over "
+        "Speedups are the run's method (Morse, else the rival it ran, else reuse) vs baseline over "
         "the exactly defined budgets (bounds left out), in LSD (latency of one Dash step) and in "
         "wall-clock seconds; [95 %]: bootstrap interval; oracle: the pattern's ceiling.",
         "",
