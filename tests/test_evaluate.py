@@ -293,3 +293,16 @@ def test_a_deepcache_setting_change_reruns_only_deepcache_points(tiny_dash_dir, 
     records = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
     assert [(r["method"], r.get("method_settings", {}).get("depth")) for r in records] == [
         ("baseline", None), ("deepcache", 1), ("deepcache", 2)]
+
+
+def test_a_pattern_or_dot_change_keeps_the_baseline_points(tiny_dash_dir, dot_dir, tmp_path, evaluate):
+    """The baseline does not depend on the jump pattern, the Dot or N: a rerun that changes them
+    reruns reuse (pattern) and Morse (Dot), never the baseline, whose points are shared."""
+    overrides = ["methods=[baseline,reuse,morse]", "baseline_reach=1", "bootstrap.resamples=0", "lsd_budgets=[3]",
+                 "fidelity.enabled=false"]
+    run_dir = tmp_path / "run"
+    evaluate(tiny_dash_dir, run_dir, *overrides, f"dot_checkpoint={dot_dir}", "jump_stride=stride2")
+    evaluate(tiny_dash_dir, run_dir, *overrides, f"dot_checkpoint={dot_dir}", "jump_stride=stride3", "speed_ratio=5.0")
+    records = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    assert [r["method"] for r in records] == ["baseline", "reuse", "morse", "reuse", "morse"]
+    assert records[1]["num_steps"] != records[3]["num_steps"]
