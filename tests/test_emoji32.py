@@ -7,6 +7,7 @@ from pathlib import Path
 import hydra
 import numpy as np
 import pytest
+import torch
 from helpers import compose_config
 
 from morse_exp.data import DatasetNotFoundError, NpzImagesDataModule
@@ -116,3 +117,23 @@ def test_fid_of_real_halves_is_small_next_to_noise_under_the_shipped_extractor(t
     print(f"emoji32 FID halves ({len(half_b)} vs {len(half_a)}) {halves['fid']:.3f}; noise {noisy['fid']:.3f}")
     assert halves["num_samples"] == len(half_b) == 1762
     assert noisy["fid"] > 10 * halves["fid"]
+
+
+def test_shipped_dot_loads_on_the_shipped_dash_and_is_trained(tmp_path):
+    """experiment=emoji32_main pairs the shipped Dash with the shipped DDIM Dot: its weights load
+    (made for this Dash and Dot construction), for consistent-clipping DDIM at stride 4, and its
+    residual is not reuse's zero."""
+    from morse_exp.checkpoints import load_dot_weights
+
+    cfg = compose_config("evaluate", ["experiment=emoji32_main"], tmp_path)
+    dash = hydra.utils.instantiate(cfg.model)
+    dot = hydra.utils.instantiate(cfg.dot)(dash=dash)
+    record = load_dot_weights(dot, cfg.dot_checkpoint)
+    assert record["scheduler"] == cfg.scheduler.name == "ddim"
+    assert record["scheduler_options"]["use_clipped_model_output"] is cfg.scheduler.use_clipped_model_output is True
+    assert record["jump_stride"]["stride"] == 4 and record["steps"] >= 1000
+    generator = torch.Generator().manual_seed(0)
+    x_ts, x_ti, z_ts = (torch.randn(2, 3, 32, 32, generator=generator) for _ in range(3))
+    with torch.no_grad():
+        residual = dot(x_ts, x_ti, z_ts, torch.tensor(500), torch.tensor(450))
+    assert residual.shape == (2, 3, 32, 32) and residual.abs().mean() > 1e-4
