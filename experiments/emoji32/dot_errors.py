@@ -1,0 +1,73 @@
+"""Where along the trajectory does a trained Dot beat reuse? Its error per jump point.
+
+For each fine step count n and each jump point s = 0..n-2, the held-out emoji are noised to
+step s by the forward process, Dash runs there, and the Dot then bridges the following K - 1
+steps exactly as training and validation do (``MorseModule.rollout``, the same code): the
+mean squared error of Dot's eps estimate and of reuse (Dash's estimate at s kept) against
+Dash's own estimate at those steps. Prints one row per (n, s) and writes ``dot_errors.json``
+and ``dot_errors.png`` (reuse / Dot MSE against the position s / n: above 1, Dot helps).
+Usage (one thread, repository root):
+  python experiments/emoji32/dot_errors.py --dot src/morse_exp/assets/dot_emoji32_ddim --steps 8 12 24
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from matplotlib.figure import Figure
+
+from morse_exp.checkpoints import load_dot_weights, read_record
+from morse_exp.train import build
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dot", default="src/morse_exp/assets/dot_emoji32_ddim", help="a saved Dot directory")
+    parser.add_argument("--model", default="unet_emoji32", help="the conf/model/ config of its Dash")
+    parser.add_argument("--steps", type=int, nargs="+", default=[8, 12, 24], help="fine step counts n")
+    parser.add_argument("--num", type=int, default=128, help="held-out images per jump point")
+    parser.add_argument("--out", default="outputs/experiments/emoji32/dot_errors")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    # the training module of this Dot: its model, sampler (with its options) and gaps
+    record = read_record(args.dot)
+    overrides = [f"model={args.model}", f"scheduler={record['scheduler']}",
+                 *(f"scheduler.{key}={value}" for key, value in record["scheduler_options"].items()),
+                 f"module.max_gap={record['coverage']['max_gap']}", f"paths.root_dir={Path.cwd()}",
+                 f"paths.output_dir={out}"]  # no Hydra run here to take them from
+    with initialize_config_dir(config_dir=str(Path(__file__).parents[2] / "conf"), version_base="1.3"):
+        objects = build(compose("train", overrides))
+    load_dot_weights(objects["dot"], args.dot)
+    module = objects["module"].eval()
+    images = objects["datamodule"].images("heldout", limit=args.num)
+    rows = []
+    with torch.no_grad():
+        for n in args.steps:
+            for s in range(n - 1):
+                dot_mse, reuse_mse = module.rollout(images, torch.Generator().manual_seed(s), draws=[(n, s)])
+                rows.append({"n": n, "s": s, "dot_mse": float(dot_mse), "reuse_mse": float(reuse_mse),
+                             "gain": float(reuse_mse / dot_mse)})
+                print(json.dumps(rows[-1]), flush=True)
+    (out / "dot_errors.json").write_text(json.dumps({"dot": args.dot, "rows": rows}, indent=1))
+    figure = Figure(figsize=(6.4, 4.2))
+    axes = figure.add_subplot()
+    for n in args.steps:
+        points = [row for row in rows if row["n"] == n]
+        axes.plot([row["s"] / n for row in points], [row["gain"] for row in points], marker="o", label=f"n = {n}")
+    axes.axhline(1.0, color="black", linewidth=1, linestyle="--")
+    axes.set_xlabel("jump point s / n (0: pure noise, 1: the image)")
+    axes.set_ylabel("reuse MSE / Dot MSE (above 1: Dot helps)")
+    axes.set_title(f"Dot vs reuse per jump point, {args.num} held-out images", fontsize=10)
+    axes.grid(True, alpha=0.3)
+    axes.legend()
+    figure.savefig(out / "dot_errors.png", dpi=120, bbox_inches="tight")
+    print(f"wrote {out / 'dot_errors.json'} and {out / 'dot_errors.png'}")
+
+
+if __name__ == "__main__":
+    main()

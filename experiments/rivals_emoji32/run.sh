@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Issue 13 on the 32 px task (model=unet_emoji32): Morse beside the training-free rivals
+# DeepCache and T-Stitch at equal cost, and Morse on a searched Dash/Dot schedule. Each method
+# gets the setting it does best with on calibration seed set 0 (choose), then every method runs
+# at its chosen setting on held-out seed set 1 (report): lossless speedup over every-step Dash
+# in LSD (each method costed by its own measured N) and in seconds, 95 % bootstrap intervals.
+# Run from anywhere, one thread per process (2-core machines: THREADS=2 when nothing else runs):
+#   bash experiments/rivals_emoji32/run.sh choose   # seed 0: every setting -> $OUT/seed0/summary.md
+#   bash experiments/rivals_emoji32/run.sh search   # Morse's schedule per budget, calibration seed 100
+#   bash experiments/rivals_emoji32/run.sh report   # seed 1: each method at its best seed-0 setting
+# SAMPLER=ddim (consistent clipping; default) or a stochastic one with its own shipped Dot;
+# BUDGETS, NUM_SAMPLES, REACH (the baseline to REACH x the largest budget), EXTRA (more overrides
+# for every evaluate run), REPORT (where report writes the table: experiments/rivals_emoji32/
+# $SAMPLER); the settings tried: STRIDES, DEEPCACHE, FRACTIONS, STACKED (below).
+# Needs the shipped Dot (src/morse_exp/assets/dot_emoji32_$SAMPLER: experiments/emoji32/run.sh
+# dot, then ship_dot) and stitch's small Dash (assets/dash_emoji32_small: ARCH=unet_emoji32_small
+# experiments/emoji32/run.sh pretrain, then ship). The runs of a seed share one every-step
+# baseline (its points are copied into each run; evaluate reruns none of them).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SAMPLER=${SAMPLER:-ddim}
+OUT=${OUT:-outputs/experiments/rivals_emoji32/$SAMPLER}
+ASSETS=src/morse_exp/assets
+SAMPLER_OPTIONS=(); [ "$SAMPLER" = ddim ] && SAMPLER_OPTIONS=(scheduler.use_clipped_model_output=true)
+BUDGETS=${BUDGETS:-[4,6,8,12,16]}
+export OMP_NUM_THREADS=${THREADS:-1}
+EVALUATE=(python -m morse_exp.evaluate model=unet_emoji32 scheduler=$SAMPLER "${SAMPLER_OPTIONS[@]}"
+  dot_checkpoint=$ASSETS/dot_emoji32_$SAMPLER stitch.small.pretrained=$ASSETS/dash_emoji32_small
+  "lsd_budgets=$BUDGETS" metric.num_samples=${NUM_SAMPLES:-1000} baseline_reach=${REACH:-2} ${EXTRA:-})
+
+# The settings each method chooses from (run name -> overrides); Morse's runs also measure
+# reuse and the oracle Dot (the pattern's ceiling) on the same pattern.
+declare -A SETTINGS
+for stride in ${STRIDES:-stride2 stride3 stride4}; do  # the Dot covers gaps <= 3
+  SETTINGS[morse_$stride]="jump_stride=$stride"
+done
+for s in ${DEEPCACHE:-1:2 1:3 1:4 2:2 2:3}; do  # depth:interval
+  SETTINGS[deepcache_${s/:/_}]="methods=[baseline,deepcache] deepcache.depth=${s%:*} deepcache.interval=${s#*:}"
+done
+for f in ${FRACTIONS:-0.2 0.4 0.6}; do  # share of the steps on the small Dash
+  SETTINGS[stitch_$f]="methods=[baseline,stitch] stitch.fraction=$f"
+done
+for s in ${STACKED:-1:2 2:2}; do  # Morse with DeepCache at some Dash steps, depth:interval
+  SETTINGS[morse_deepcache_${s/:/_}]="methods=[baseline,morse_deepcache] morse_deepcache.depth=${s%:*} morse_deepcache.interval=${s#*:}"
+done
+
+point() {  # seed, run name, overrides...: one evaluate run in $OUT/seed<seed>/<name>
+  local seed=$1 dir=$OUT/seed$1/$2 shared=$OUT/seed$1/baseline/results.jsonl; shift 2
+  mkdir -p $dir
+  [ -s $dir/results.jsonl ] || [ "$dir" = "$(dirname $shared)" ] || grep '"method": "baseline"' $shared > $dir/results.jsonl
+  "${EVALUATE[@]}" seed=$seed "$@" hydra.run.dir=$dir
+}
+
+runs() { ls -d $OUT/seed$1/*/ | grep -v '/baseline/$'; }  # the rows of a seed's table
+
+case "${1:-}" in
+  choose)
+    point 0 baseline methods=[baseline]
+    for name in $(printf '%s\n' "${!SETTINGS[@]}" | sort); do point 0 $name ${SETTINGS[$name]}; done
+    python -m morse_exp.report $(runs 0) --out $OUT/seed0 ;;
+  search)
+    python -m morse_exp.search model=unet_emoji32 scheduler=$SAMPLER "${SAMPLER_OPTIONS[@]}" \
+      dot_checkpoint=$ASSETS/dot_emoji32_$SAMPLER "lsd_budgets=$BUDGETS" seed=100 hydra.run.dir=$OUT/search ;;
+  report)
+    point 1 baseline methods=[baseline]
+    # per method, its run with the largest average LSD speedup on seed 0
+    names=$(python - $OUT/seed0/summary.csv <<'PY'
+import csv, sys
+best, unread = {}, set()
+for row in csv.DictReader(open(sys.argv[1])):
+    if not row["lsd_average"]:  # every budget a bound: no exact speedup to choose by
+        unread.add(row["method"])
+    elif float(row["lsd_average"]) > best.get(row["method"], ("", float("-inf")))[1]:
+        best[row["method"]] = (row["run"].rstrip("/").split("/")[-1], float(row["lsd_average"]))
+for method in sorted(unread - set(best)):
+    print(f"{method}: no run with an exact speedup on seed 0 (widen REACH or BUDGETS); left out", file=sys.stderr)
+print("\n".join(name for name, _ in best.values()))
+PY
+    )
+    [ -n "$names" ] || { echo "$OUT/seed0/summary.csv: no run has an exact speedup to choose by" >&2; exit 1; }
+    for name in $names; do point 1 $name ${SETTINGS[$name]}; done
+    if [ -f $OUT/search/schedules.yaml ]; then
+      point 1 morse_searched jump_stride=searched jump_stride.path=$OUT/search/schedules.yaml
+    fi
+    python -m morse_exp.report $(runs 1) --out ${REPORT:-experiments/rivals_emoji32/$SAMPLER} ;;
+  *) echo "usage: $0 choose|search|report" >&2; exit 2 ;;
+esac
