@@ -149,31 +149,32 @@ def check_coverage(record: dict[str, Any] | None, dot_checkpoint: str, plans: li
 
 
 NOT_DECIDING: dict[str, tuple[str, ...]] = {
-    "baseline": ("jump_stride", "dot", "dot_checkpoint"),
+    "baseline": ("jump_stride", "dot", "dot_checkpoint", "speed_ratio", "method_settings"),
     "reuse": ("dot", "dot_checkpoint"),
     "oracle": ("dot", "dot_checkpoint"),
     "deepcache": ("jump_stride", "dot", "dot_checkpoint"),
     "stitch": ("jump_stride", "dot", "dot_checkpoint"),
 }
-"""Keys of RESULT_KEYS that do not decide a method's points, left out of its hash so that runs
-which differ only there share them: the baseline runs Dash alone at every step; reuse and the
-oracle follow the jump pattern and N (hashed itself), not Dot's weights; DeepCache and stitch
-have their own patterns and N."""
+"""What does not decide a method's points (keys of RESULT_KEYS, N, its method settings), left
+out of its hash so that runs which differ only there share them: the baseline runs Dash alone
+at every step; reuse and the oracle follow the jump pattern and N (hashed itself), not Dot's
+weights; DeepCache and stitch have their own patterns and N."""
 
 
-def config_hash(cfg: DictConfig, speed_ratio: float | None, method_settings: dict[str, Any] | None = None,
+def config_hash(cfg: DictConfig, speed_ratio: float, method_settings: dict[str, Any] | None = None,
                 method: str = "morse") -> str:
     """Hash of the settings that decide ``method``'s points (not budgets, devices or paths,
-    nor its :data:`NOT_DECIDING` keys); N (``speed_ratio``; None for the baseline, which it
-    does not decide) is one of them, since it decides the schedules. ``method_settings``:
-    what decides them beyond the config (a searched pattern's schedules; a rival's own
-    settings, e.g. DeepCache's depth and interval, hashed for that method's points only)."""
+    nor its :data:`NOT_DECIDING` entries); N is one of them, since it decides the schedules.
+    ``method_settings``: what decides them beyond the config (a searched pattern's schedules;
+    a rival's own settings, e.g. DeepCache's depth and interval, hashed for that method's
+    points only)."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    chosen = {key: resolved.get(key) for key in RESULT_KEYS if key not in NOT_DECIDING.get(method, ())}
+    chosen = {key: resolved.get(key) for key in RESULT_KEYS}
     if method_settings is not None:
         chosen["method_settings"] = method_settings
-    if speed_ratio is not None:
-        chosen["speed_ratio"] = round(float(speed_ratio), 6)
+    chosen["speed_ratio"] = round(float(speed_ratio), 6)
+    for key in NOT_DECIDING.get(method, ()):
+        chosen.pop(key, None)
     chosen["metric"] = {k: v for k, v in (chosen["metric"] or {}).items() if k not in ("cache_dir", "device", "verbose", "batch_size")}
     return hashlib.sha256(json.dumps(chosen, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -396,8 +397,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     # per method: its jump pattern, N and result hash (a rival has its own)
     pattern_of = dict.fromkeys(methods, jump)
     ratio_of = dict.fromkeys(methods, speed_ratio)
-    hash_of = {method: config_hash(cfg, None, None, method) if method == "baseline" else
-               config_hash(cfg, speed_ratio, getattr(jump, "settings", None), method) for method in methods}
+    hash_of = {method: config_hash(cfg, speed_ratio, getattr(jump, "settings", None), method) for method in methods}
     settings_of = {rival: dots[rival].config for rival in rivals}
     for rival in rivals:
         pattern_of[rival] = dots[rival].pattern
