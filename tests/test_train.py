@@ -280,6 +280,16 @@ def test_init_from_continues_from_a_saved_dot_and_counts_its_steps(
     assert not (tmp_path / "other" / "checkpoints").exists()
 
 
+def test_resuming_with_another_init_from_is_refused(uninterrupted: Path, tiny_dash: Path, tmp_path: Path) -> None:
+    """Resuming the run that made a Dot while continuing from that Dot (init_from) would count its steps twice:
+    refused in one line before training, nothing written."""
+    last = uninterrupted / "checkpoints" / "last.ckpt"
+    given = uninterrupted / "dot"
+    with pytest.raises(ValueError, match=rf"^init_from={given} does not match ckpt_path=.*started from init_from=None"):
+        train(tmp_path / "mixed", [*tiny(tiny_dash, 4, 2), f"init_from={given}", f"ckpt_path={last}"])
+    assert not (tmp_path / "mixed" / "dot").exists()
+
+
 # ---------------------------------------------------------------------------- validation
 def test_validation_logs_dot_and_reuse_mse(uninterrupted: Path) -> None:
     with open(uninterrupted / "csv" / "metrics.csv") as handle:

@@ -10,8 +10,9 @@
 #   bash experiments/emoji32/run.sh ship              # copy it to assets/dash_emoji32[_small]
 #   bash experiments/emoji32/run.sh extractor         # fit (resumable) and ship emoji32_autoencoder
 #   bash experiments/emoji32/run.sh fid_curve         # baseline FID, 2-50 LSD, on the shipped Dash
-#   bash experiments/emoji32/run.sh dot               # a slim Dot for stride 4 (resumable); SAMPLER=ddim
-#   bash experiments/emoji32/run.sh ship_dot          # copy it to assets/dot_emoji32_$SAMPLER
+#   bash experiments/emoji32/run.sh dot               # a slim Dot for stride 4 (resumable); SAMPLER=ddim,
+#                                                     # DOT=default: conf/dot/default.yaml instead
+#   bash experiments/emoji32/run.sh ship_dot          # copy it to assets/dot_emoji32_$SAMPLER[_$DOT]
 #   bash experiments/emoji32/run.sh sweep PATTERN SEED   # baseline/reuse/Morse/oracle, e.g. stride4 0
 #   bash experiments/emoji32/run.sh bench DASH_DIR    # N of the default, slim and wide Dots
 # Without outputs/pretrain/emoji32/checkpoints (a new machine), `pretrain` continues from the
@@ -27,7 +28,9 @@ SAMPLER=${SAMPLER:-ddim}
 # pixels pure white) diffusers' default DDIM drifts darker and greyer with more steps and its
 # FID rises from 20 to 50 steps (RESULTS.md, "Why DDIM's FID rose").
 SAMPLER_OPTIONS=(); [ "$SAMPLER" = ddim ] && SAMPLER_OPTIONS=(scheduler.use_clipped_model_output=true)
-DOT_ASSET=$ASSETS/dot_emoji32_$SAMPLER
+DOT=${DOT:-slim}  # the Dot that dot/ship_dot/sweep train and use: conf/dot/$DOT.yaml
+TAG=$SAMPLER; [ "$DOT" != slim ] && TAG=${SAMPLER}_$DOT  # a Dot other than the model's slim one keeps its own run and asset
+DOT_ASSET=$ASSETS/dot_emoji32_$TAG
 STEPS=${STEPS:-20000}
 # bf16 autocast where the CPU computes bf16 natively (avx512_bf16 or AMX): a training step of
 # this UNet (batch 64, one thread) takes 1.6 s instead of 2.9 s in fp32 there
@@ -84,27 +87,30 @@ case "${1:-pretrain}" in
     # Dot for stride 4 (gaps 1..3) on the shipped Dash, bf16 autocast where native, DOT_STEPS in
     # all (3,000: 2-3 h on a free AVX-512 core, 4.1 s per step beside two other jobs); rerun to
     # resume. On a machine without its checkpoints it continues from the shipped Dot of this
-    # sampler (init_from, fresh optimiser) for the remaining steps; ship_dot ships it.
+    # sampler (init_from, fresh optimiser) for the remaining steps; ship_dot ships it and moves
+    # its run directory aside, so that the next `dot` continues from the shipped Dot.
     steps=${DOT_STEPS:-3000} resume=()
     if [ -f $DOT_ASSET/dot.json ]; then
       resume=(init_from=$DOT_ASSET)
       steps=$((steps - $(steps_in $DOT_ASSET/dot.json)))
     fi
-    [ -f $RUNS/train_$SAMPLER/checkpoints/last.ckpt ] && resume+=(ckpt_path=last)
-    python -m morse_exp.train model=unet_emoji32 scheduler=$SAMPLER "${SAMPLER_OPTIONS[@]}" jump_stride=stride4 \
-      trainer.max_steps=$steps trainer.precision=$PRECISION hydra.run.dir=$RUNS/train_$SAMPLER "${resume[@]}" ;;
+    [ -f $RUNS/train_$TAG/checkpoints/last.ckpt ] && resume+=(ckpt_path=last)
+    python -m morse_exp.train model=unet_emoji32 scheduler=$SAMPLER "${SAMPLER_OPTIONS[@]}" dot=$DOT jump_stride=stride4 \
+      trainer.max_steps=$steps trainer.precision=$PRECISION hydra.run.dir=$RUNS/train_$TAG "${resume[@]}" ;;
   ship_dot)
     # the last Dot `dot` saved (at the end of its run) into the package, for the next session
-    rm -rf $DOT_ASSET && cp -r $RUNS/train_$SAMPLER/dot $DOT_ASSET
-    echo "shipped the $SAMPLER Dot ($(steps_in $DOT_ASSET/dot.json) steps): $DOT_ASSET" ;;
+    steps=$(steps_in $RUNS/train_$TAG/dot/dot.json)
+    rm -rf $DOT_ASSET && cp -r $RUNS/train_$TAG/dot $DOT_ASSET
+    mv $RUNS/train_$TAG $RUNS/train_${TAG}_$steps
+    echo "shipped the $TAG Dot ($steps steps): $DOT_ASSET; its run is now $RUNS/train_${TAG}_$steps" ;;
   sweep)
     # run.sh sweep stride4 0: every method at BUDGETS on seed set $3 (0: choose settings, 1: report),
     # NUM_SAMPLES (1,000), the baseline to REACH (2) x the largest budget; fp32, so N is the
     # paper's latency ratio at batch 500 (9-12 with the slim Dot)
-    python -m morse_exp.evaluate model=unet_emoji32 scheduler=$SAMPLER "${SAMPLER_OPTIONS[@]}" jump_stride=$2 \
-      dot_checkpoint=$RUNS/train_$SAMPLER/dot "lsd_budgets=${BUDGETS:-[4,6,8,12,16]}" \
+    python -m morse_exp.evaluate model=unet_emoji32 scheduler=$SAMPLER "${SAMPLER_OPTIONS[@]}" dot=$DOT jump_stride=$2 \
+      dot_checkpoint=$RUNS/train_$TAG/dot "lsd_budgets=${BUDGETS:-[4,6,8,12,16]}" \
       metric.num_samples=${NUM_SAMPLES:-1000} seed=$3 baseline_reach=${REACH:-2} \
-      hydra.run.dir=$RUNS/sweep_$SAMPLER/$2_seed$3 ;;
+      hydra.run.dir=$RUNS/sweep_$TAG/$2_seed$3 ;;
   bench)
     for dot in default slim wide; do
       python -m morse_exp.bench model.pretrained="$2" dataset=emoji32 dot=$dot "batch_sizes=[1,64,128,256]" \

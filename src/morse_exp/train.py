@@ -6,7 +6,7 @@ weights + optimiser state + resolved config, no copy of Dash), the final Dot as
 run with ``hydra.run.dir=<its run dir> ckpt_path=last``. Without its checkpoints,
 ``init_from=<a saved Dot directory>`` continues from that Dot's weights (same Dash and Dot
 settings, checked) with a fresh optimiser and learning-rate schedule; its record counts the
-earlier steps too.
+earlier steps too, and a resumed run must name the same ``init_from`` it started with.
 """
 
 from __future__ import annotations
@@ -113,10 +113,29 @@ def widest_gap(cfg: DictConfig, jump: JumpPattern, dash: Any, dot: Any) -> int:
     return max(jump.fit_budget(float(budget), speed_ratio).max_gap for budget in cfg.lsd_budgets)
 
 
+def check_resumed_init(ckpt_path: str | None, init_from: str | None) -> None:
+    """A resumed run keeps the ``init_from`` it started with: its record counts that Dot's steps.
+
+    Raises:
+        ValueError: if the checkpoint's run started from another Dot (or from none) than
+            ``init_from``, e.g. the run that made the very Dot now given as ``init_from``.
+    """
+    if ckpt_path is None:
+        return
+    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    started = checkpoint.get("morse", {}).get("run_config", {}).get("init_from")
+    if started != init_from:
+        raise ValueError(
+            f"init_from={init_from} does not match ckpt_path={ckpt_path}: that run started from init_from={started}; "
+            f"resume it with init_from={started}, or continue from {init_from} in a new run directory"
+        )
+
+
 def run(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Fit Dot; save its weights. Returns (final metrics, built objects)."""
     L.seed_everything(cfg.seed, workers=True)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.checkpoint.dirpath)
+    check_resumed_init(ckpt_path, cfg.get("init_from"))
     objects = build(cfg)
     check_steps(cfg, objects["datamodule"])
     init_steps = int(load_dot_weights(objects["dot"], cfg.init_from).get("steps", 0)) if cfg.get("init_from") else 0
