@@ -28,7 +28,7 @@ run: install  ## the main job on the embedded default: train Dot, evaluate, writ
 		hydra.run.dir=$(RUN_DIR)/evaluate
 	@echo "report: $(RUN_DIR)/evaluate/speedup.md and fid_vs_lsd.png"
 
-test: install  ## the fast test suite (what CI runs)
+test: lint  ## lint, then the fast test suite (what CI runs)
 	$(PYTHON) -m pytest -q
 
 test-full: install  ## every test, slow ones included
@@ -37,9 +37,7 @@ test-full: install  ## every test, slow ones included
 bench: install  ## speed and memory benchmarks -> outputs/bench/bench.json
 	$(PYTHON) -m morse_exp.bench
 
-format: install  ## format and lint with ruff
-	$(PYTHON) -m pip install -q ruff
-	$(PYTHON) -m ruff format src tests benchmarks
-	$(PYTHON) -m ruff check --fix src tests benchmarks
+lint: install  ## ruff check (the version pinned in pyproject.toml's dev extras) on all the code
+	$(PYTHON) -m ruff check src tests benchmarks experiments
 
-.PHONY: help install run test test-full bench format
+.PHONY: help install run test test-full bench lint

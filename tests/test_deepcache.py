@@ -9,8 +9,8 @@ from torch import nn
 
 from morse_exp.dash import Dash
 from morse_exp.deepcache import DeepCache
-from morse_exp.schedule import DashSchedule
 from morse_exp.sampler import sample
+from morse_exp.schedule import DashSchedule
 
 
 def three_level_dash() -> Dash:

@@ -93,7 +93,7 @@ def test_tiny_budget_evaluate_runs_end_to_end_on_the_shipped_dash(tmp_path):
         "metric.num_samples=200", "batch_size=100", "speed_ratio=8.0", "bootstrap.resamples=0", "logger=none",
         "grid_budgets=[]", f"paths.cache_dir={tmp_path}/cache", f"metric.extractors_dir={tmp_path}/none",
     ], tmp_path / "run")
-    summary, objects = run(cfg)
+    _, objects = run(cfg)
     fids = {r["method"]: r["fid"] for r in objects["records"]}
     assert set(fids) == {"baseline", "reuse", "oracle"} and all(np.isfinite(list(fids.values())))
     assert {r["extractor"] for r in objects["records"]} == {"emoji32_autoencoder"}

@@ -72,7 +72,7 @@ def test_sweep_writes_every_output_and_resumes_without_recomputing(tiny_dash_dir
     (run_dir / "results.jsonl").write_text("\n".join(lines[:2]) + "\n" + lines[2][:30])
     evaluate(tiny_dash_dir, run_dir, f"dot_checkpoint={dot_dir}")
     resumed = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
-    key = lambda r: (r["method"], r["lsd_budget"])  # noqa: E731
+    key = lambda r: (r["method"], r["lsd_budget"])
     assert sorted(map(key, resumed)) == sorted(map(key, records))
     first = {key(r): r["fid"] for r in records}
     assert all(first[key(r)] == r["fid"] for r in resumed)
@@ -214,7 +214,7 @@ def test_oracle_reaches_the_ceiling_formula_of_its_pattern(tmp_path, run_config)
 def test_two_runs_on_one_machine_use_the_same_stored_n(tiny_dash_dir, dot_dir, tmp_path, run_config, monkeypatch):
     """N is measured once per machine and models, then read back: a second run (e.g. under
     another load) gets the same N, the same schedules and the same FIDs."""
-    import morse_exp.speed as speed
+    from morse_exp import speed
 
     measured = iter([3.0, 9.0])  # the second measurement would differ, as under load
     monkeypatch.setattr(speed, "measure_speed_ratio", lambda *a, **k: speed.SpeedMeasurement(

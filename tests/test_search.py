@@ -32,13 +32,13 @@ def test_affordable_schedules_fit_the_budget_with_the_most_dash_steps(budget, ra
 
 def test_refine_finds_the_optimum_of_a_separable_score():
     target = (0, 2, 7, 11)
-    score = lambda s: -sum((p - q) ** 2 for p, q in zip(s.dash_steps, target, strict=True))  # noqa: E731
+    score = lambda s: -sum((p - q) ** 2 for p, q in zip(s.dash_steps, target, strict=True))
     best, value = refine(DashSchedule.spread(12, 4), score, max_gap=5, max_rounds=20)
     assert best.dash_steps == target and value == 0
 
 
 def test_refine_keeps_gaps_within_what_dot_was_trained_on():
-    score = lambda s: -abs(s.dash_steps[1] - 9)  # noqa: E731  (wants a gap of 9)
+    score = lambda s: -abs(s.dash_steps[1] - 9)
     best, _ = refine(DashSchedule.spread(12, 3), score, max_gap=5, max_rounds=20)
     assert best.max_gap <= 5 and best.dash_steps[1] == 5
 

@@ -14,6 +14,7 @@ import csv
 import errno
 import glob
 import json
+import math
 import os
 import random
 import signal
@@ -297,7 +298,7 @@ def test_validation_logs_dot_and_reuse_mse(uninterrupted: Path) -> None:
     for key in ("val/dot_mse", "val/reuse_mse", "train/dot_mse"):
         values = [float(row[key]) for row in rows if row.get(key)]
         assert values, f"{key} never logged"
-        assert all(v == v and v >= 0 for v in values), f"{key}: {values}"
+        assert all(not math.isnan(v) and v >= 0 for v in values), f"{key}: {values}"
     record = json.loads((uninterrupted / "dot" / "dot.json").read_text())
     assert {"val/dot_mse", "val/reuse_mse"} <= set(record["metrics"])
     # what evaluate checks a Dot against: the gaps and step counts it was trained on, and
@@ -312,7 +313,7 @@ def test_ddp_on_cpu_writes_one_checkpoint_and_one_dot(tiny_dash: Path, tmp_path:
     done = subprocess.run(
         [sys.executable, "-m", "morse_exp.train", "trainer=ddp", "trainer.devices=2",
          "trainer.accelerator=cpu", *tiny(tiny_dash, 4, 2), f"hydra.run.dir={run_dir}"],
-        env=subprocess_env(), cwd=tmp_path, capture_output=True, text=True, timeout=400,
+        check=False, env=subprocess_env(), cwd=tmp_path, capture_output=True, text=True, timeout=400,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert sorted(run_dir.rglob("last.ckpt")) == [run_dir / "checkpoints" / "last.ckpt"]

@@ -139,11 +139,11 @@ def format_table(result: dict[str, Any]) -> str:
         ratios = ", ".join(f"{s['ratio']:.2f} at batch {batch}" for batch, s in rival["speed_ratio"].items())
         lines.append(f"{name} {rival['config']}: N = Dash / cheap step = {ratios}")
     o, m = result["sampler_overhead"], result["memory"]
-    lines += ["", f"sampler overhead (ours / diffusers DDIMPipeline): {o['ratio']:.3f} "
-              f"({o['ours_seconds']:.3f} s vs {o['diffusers_seconds']:.3f} s)",
-              f"parameters: Dash {m['dash_parameter_bytes'] / 2**20:.2f} MiB, Dash + Dot "
-              f"{m['dash_plus_dot_parameter_bytes'] / 2**20:.2f} MiB "
-              f"({m['dot_trainable_parameters']:,} trainable Dot parameters)"]
+    lines += ["", (f"sampler overhead (ours / diffusers DDIMPipeline): {o['ratio']:.3f} "
+                   f"({o['ours_seconds']:.3f} s vs {o['diffusers_seconds']:.3f} s)"),
+              (f"parameters: Dash {m['dash_parameter_bytes'] / 2**20:.2f} MiB, Dash + Dot "
+               f"{m['dash_plus_dot_parameter_bytes'] / 2**20:.2f} MiB "
+               f"({m['dot_trainable_parameters']:,} trainable Dot parameters)")]
     return "\n".join(lines)
 
 

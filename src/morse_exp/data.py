@@ -110,7 +110,7 @@ class _EpochSeededSampler(DistributedSampler):
         super().__init__(*args, **kwargs)
         self.datamodule = datamodule
 
-    def __iter__(self):  # noqa: ANN204
+    def __iter__(self):
         trainer = getattr(self.datamodule, "trainer", None)
         if trainer is not None:
             self.epoch = trainer.current_epoch

@@ -106,7 +106,7 @@ def check_methods(methods: list[str], dot_checkpoint: str | None) -> list[str]:
 def schedule_for(method: str, budget: float, jump: JumpPattern, speed_ratio: float) -> DashSchedule:
     """The schedule a method gets for an LSD budget (baseline: every step Dash)."""
     if method == "baseline":
-        return DashSchedule.every_step(int(math.floor(budget)))
+        return DashSchedule.every_step(math.floor(budget))
     return jump.fit_budget(budget, speed_ratio)
 
 

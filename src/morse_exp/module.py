@@ -288,7 +288,7 @@ class MorseModule(L.LightningModule):
         expected = {f"dot.{name}" for name, _ in self.dot.trainable_parameters()}
         missing = expected - set(checkpoint["state_dict"])
         if missing:
-            raise ValueError(f"checkpoint lacks {len(missing)} Dot weights, e.g. {sorted(missing)[0]}")
+            raise ValueError(f"checkpoint lacks {len(missing)} Dot weights, e.g. {min(missing)}")
 
 
 def _prepared(scheduler: Any, n: int) -> Any:

@@ -424,12 +424,14 @@ def render_markdown(summary: Mapping[str, Any]) -> str:
     lines = [
         f"# Lossless speedup: {_title(summary)}",
         "",
-        f"Speedup = the cost the reference needs to reach the method's {metric} ({direction} is "
-        "better) / the method's cost, read off the curves made monotone. LSD = latency of one "
-        "Dash step; seconds = wall clock. ≥ / ≤: the method's "
-        f"{metric} lies outside the reference's range, so the value is only a bound; averages, "
-        "min and max use exact budgets only. [lo, hi]: 95 % bootstrap interval of the average "
-        f"(the samples' features resampled, {metric} and every read-off recomputed per resample).",
+        (
+            f"Speedup = the cost the reference needs to reach the method's {metric} ({direction} is "
+            "better) / the method's cost, read off the curves made monotone. LSD = latency of one "
+            "Dash step; seconds = wall clock. ≥ / ≤: the method's "
+            f"{metric} lies outside the reference's range, so the value is only a bound; averages, "
+            "min and max use exact budgets only. [lo, hi]: 95 % bootstrap interval of the average "
+            f"(the samples' features resampled, {metric} and every read-off recomputed per resample)."
+        ),
         "",
         "## Average lossless speedup",
         "",

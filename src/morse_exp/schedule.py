@@ -217,9 +217,9 @@ class JumpPattern:
                 f"LSD budget {lsd_budget} is too small for jump_stride.dot_share={self.dot_share}: one Dash "
                 f"and one Dot step need {smallest:.2f} LSD at N = {speed_ratio:.2f}"
             )
-        most_dash = int(math.floor(lsd_budget - 1 / speed_ratio + 1e-9))
+        most_dash = math.floor(lsd_budget - 1 / speed_ratio + 1e-9)
         dash_calls = min(max(1, math.floor((1 - self.dot_share) * lsd_budget + 0.5)), most_dash)
-        dot_calls = int(math.floor((lsd_budget - dash_calls) * speed_ratio + 1e-9))
+        dot_calls = math.floor((lsd_budget - dash_calls) * speed_ratio + 1e-9)
         return DashSchedule.spread(dash_calls + dot_calls, dash_calls, self.end)
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 from typing import Any
 
 import diffusers
@@ -56,7 +57,7 @@ class VPSDEScheduler(DDPMScheduler):
         grid = np.round(np.linspace(total - 1, 0, num_inference_steps + 1)).astype(np.int64)
         self.num_inference_steps = num_inference_steps
         self.timesteps = torch.from_numpy(grid[:-1]).to(device)
-        self._previous = {int(t): int(p) for t, p in zip(grid[:-1], grid[1:], strict=True)}
+        self._previous = {int(t): int(p) for t, p in itertools.pairwise(grid)}
 
     def step(
         self,

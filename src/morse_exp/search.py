@@ -290,8 +290,8 @@ def write_search(
                                     for k, (s, v) in r["strides"].items()} for b, r in found.items()}}
     write_atomic(out_dir / "search.json", json.dumps(summary, indent=2, default=str).encode())
     better = "lower" if objective == "fid" else "higher"
-    lines = [f"# Searched schedules ({objective}, {better} is better; calibration seed {cfg.seed}, "
-             f"{cfg.num_samples} samples; N = {speed_ratio:.2f})", "",
+    lines = [(f"# Searched schedules ({objective}, {better} is better; calibration seed {cfg.seed}, "
+              f"{cfg.num_samples} samples; N = {speed_ratio:.2f})"), "",
              "| LSD | searched: n, Dash steps | searched | best stride | strides K: value (n) |", "|---:|---|---:|---:|---|"]
     for budget, result in found.items():
         strides = result["strides"]

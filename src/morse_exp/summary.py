@@ -136,15 +136,17 @@ def _summary_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
             format_number(row["morse_vs_reuse_lsd_average"], ".2f"),
             format_number(row["oracle_lsd_average"], ".2f"),
             f"{row['exact_budgets']} / {row['bounded_budgets']}",
-        ]  # fmt: skip
+        ]
         for row in rows
     ]
     lines = [
         "# Lossless speedup over the baseline, per run",
         "",
-        "Speedups are the run's method (Morse, else the rival it ran, else reuse) vs baseline over "
-        "the exactly defined budgets (bounds left out), in LSD (latency of one Dash step) and in "
-        "wall-clock seconds; [95 %]: bootstrap interval; oracle: the pattern's ceiling.",
+        (
+            "Speedups are the run's method (Morse, else the rival it ran, else reuse) vs baseline over "
+            "the exactly defined budgets (bounds left out), in LSD (latency of one Dash step) and in "
+            "wall-clock seconds; [95 %]: bootstrap interval; oracle: the pattern's ceiling."
+        ),
         "",
         *markdown_table(header, body),
     ]
