@@ -158,7 +158,7 @@ NOT_DECIDING: dict[str, tuple[str, ...]] = {
 """What does not decide a method's points (keys of RESULT_KEYS, N, its method settings), left
 out of its hash so that runs which differ only there share them: the baseline runs Dash alone
 at every step; reuse and the oracle follow the jump pattern and N (hashed itself), not Dot's
-weights; DeepCache and stitch have their own patterns and N."""
+weights; DeepCache and stitch have their own patterns and N. Their records hold None there."""
 
 
 def config_hash(cfg: DictConfig, speed_ratio: float, method_settings: dict[str, Any] | None = None,
@@ -459,6 +459,8 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             "decode_seconds": generated.decode_seconds, "seed_range": [0, metric.num_samples],
             **scores,
         }
+        # what did not decide this point is not recorded with it (it may be another run's)
+        record.update({key: None for key in NOT_DECIDING.get(method, ()) if key in record})
         append_record(results_path, record)
         clip = f" CLIP {scores['clip_score']:.2f}" if "clip_score" in scores else ""
         print(f"{method:>8} @ {budget:5g} LSD: n={schedule.num_steps:3d} FID {scores['fid']:8.3f}{clip} "
