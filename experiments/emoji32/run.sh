@@ -13,6 +13,8 @@
 #   bash experiments/emoji32/run.sh dot               # a slim Dot for stride 4 (resumable); SAMPLER=ddim,
 #                                                     # DOT=default: conf/dot/default.yaml instead
 #   bash experiments/emoji32/run.sh ship_dot          # copy it to assets/dot_emoji32_$SAMPLER[_$DOT]
+#   bash experiments/emoji32/run.sh main SEED         # experiment=emoji32_main (the reduced sweep) with the
+#                                                     # Dot of `dot` (else the shipped one), seed set SEED
 #   bash experiments/emoji32/run.sh sweep PATTERN SEED   # baseline/reuse/Morse/oracle, e.g. stride4 0
 #   bash experiments/emoji32/run.sh bench DASH_DIR    # N of the default, slim and wide Dots
 # Without outputs/pretrain/emoji32/checkpoints (a new machine), `pretrain` continues from the
@@ -103,6 +105,15 @@ case "${1:-pretrain}" in
     rm -rf $DOT_ASSET && cp -r $RUNS/train_$TAG/dot $DOT_ASSET
     mv $RUNS/train_$TAG $RUNS/train_${TAG}_$steps
     echo "shipped the $TAG Dot ($steps steps): $DOT_ASSET; its run is now $RUNS/train_${TAG}_$steps" ;;
+  main)
+    # The reduced sweep of the README's 32 px table for a new Dot: the points that do not depend
+    # on the Dot's weights (baseline; reuse and oracle at the same N) are copied from the shipped
+    # Dot's run of this seed set, $RUNS/main_seed$2 (evaluate's hashes decide what it reuses).
+    dot=$RUNS/train_$TAG/dot; [ -f $dot/dot.json ] || dot=$DOT_ASSET
+    dir=$RUNS/main_${TAG}_$(steps_in $dot/dot.json)_seed$2 shared=$RUNS/main_seed$2/results.jsonl
+    mkdir -p $dir
+    [ -s $dir/results.jsonl ] || [ ! -f $shared ] || grep -v '"method": "morse"' $shared > $dir/results.jsonl || true
+    python -m morse_exp.evaluate experiment=emoji32_main dot=$DOT dot_checkpoint=$dot seed=$2 hydra.run.dir=$dir ;;
   sweep)
     # run.sh sweep stride4 0: every method at BUDGETS on seed set $3 (0: choose settings, 1: report),
     # NUM_SAMPLES (1,000), the baseline to REACH (2) x the largest budget; fp32, so N is the
@@ -116,5 +127,5 @@ case "${1:-pretrain}" in
       python -m morse_exp.bench model.pretrained="$2" dataset=emoji32 dot=$dot "batch_sizes=[1,64,128,256]" \
         overhead_batch_size=64 output_file=experiments/emoji32/bench/bench_$dot.json hydra.run.dir=outputs/bench/emoji32_$dot
     done ;;
-  *) echo "usage: $0 pretrain|export|ship|extractor|fid_curve|dot|ship_dot|sweep PATTERN SEED|bench DASH_DIR" >&2; exit 2 ;;
+  *) echo "usage: $0 pretrain|export|ship|extractor|fid_curve|dot|ship_dot|main SEED|sweep PATTERN SEED|bench DASH_DIR" >&2; exit 2 ;;
 esac
