@@ -87,3 +87,32 @@ def test_a_dot_for_several_samplers_draws_one_per_group_and_rolls_it_out(dash):
     images = torch.rand(4, 1, 8, 8) * 2 - 1
     reuse = [mixed.rollout(images, torch.Generator().manual_seed(1), draws=[(8, 0, k)])[1] for k in (0, 1, 0)]
     assert torch.equal(reuse[0], reuse[2]) and not torch.equal(reuse[0], reuse[1])  # the sampler is used
+
+
+def test_relative_loss_is_one_for_reuse_and_weighs_every_step_alike(dash):
+    """loss="relative": each Dot step's MSE over reuse's. An untrained Dot (residual 0) is reuse:
+    exactly 1 whatever the steps' error sizes; a Dot off by a constant is scored per step, so its
+    relative error is the mean of the per-step ratios, not the ratio of the means."""
+    dot = Dot(dash, num_down=1, width=8, lora_rank=2, norm_groups=4)
+    module = MorseModule(dash, dot, lambda base_config: make_scheduler("ddim", base_config), max_gap=3,
+                         fine_steps=[6, 8], loss="relative")
+    images = torch.rand(4, 1, 8, 8) * 2 - 1
+    draws = [(6, 0), (8, 5)]
+    relative, reuse_mse = module.rollout(images, torch.Generator().manual_seed(0), draws=draws, relative=True)
+    assert relative.item() == pytest.approx(1.0, abs=1e-6) and reuse_mse > 0
+    with torch.no_grad():
+        dot.head.out.bias.fill_(0.5)  # now every step is off by 0.5 more than reuse
+    generator = torch.Generator().manual_seed(0)  # the groups' draws, in rollout's order
+    ratios = torch.cat([torch.div(*module._stretch(images[rows], None, n, s, generator))
+                        for (n, s), rows in zip(draws, (slice(0, 2), slice(2, 4)), strict=True)])
+    relative, _ = module.rollout(images, torch.Generator().manual_seed(0), draws=draws, relative=True)
+    absolute, _ = module.rollout(images, torch.Generator().manual_seed(0), draws=draws)
+    assert relative.item() == pytest.approx(ratios.mean().item(), rel=1e-5) and relative.item() > 1.5
+    assert absolute.item() > reuse_mse.item()
+    assert relative.requires_grad
+
+
+def test_unknown_loss_is_refused_in_one_line(dash):
+    dot = Dot(dash, num_down=1, width=8, lora_rank=2, norm_groups=4)
+    with pytest.raises(ValueError, match="module.loss='l1' is invalid: use one of absolute, relative"):
+        MorseModule(dash, dot, lambda base_config: make_scheduler("ddim", base_config), max_gap=2, loss="l1")

@@ -1,7 +1,8 @@
 """Where along the trajectory does a trained Dot beat reuse? Its error per jump point.
 
 For each fine step count n and each jump point s = 0..n-2, the held-out emoji are noised to
-step s by the forward process, Dash runs there, and the Dot then bridges the following K - 1
+step s by the forward process (``--states sampled``: Morse's own sampler runs from noise to
+step s instead, the states it meets at inference), Dash runs there, and the Dot then bridges the following K - 1
 steps exactly as training and validation do (``MorseModule.rollout``, the same code): the
 mean squared error of Dot's eps estimate and of reuse (Dash's estimate at s kept) against
 Dash's own estimate at those steps. Prints one row per (n, s) and writes ``dot_errors.json``
@@ -30,6 +31,8 @@ def main() -> None:
     parser.add_argument("--model", default="unet_emoji32", help="the conf/model/ config of its Dash")
     parser.add_argument("--steps", type=int, nargs="+", default=[8, 12, 24], help="fine step counts n")
     parser.add_argument("--num", type=int, default=128, help="held-out images per jump point")
+    parser.add_argument("--states", choices=["forward", "sampled"], default="forward",
+                        help="jump-point states: the data's forward process, or Morse's own sampler from noise")
     parser.add_argument("--out", default="outputs/experiments/emoji32/dot_errors")
     args = parser.parse_args()
     out = Path(args.out)
@@ -38,7 +41,8 @@ def main() -> None:
     record = read_record(args.dot)
     overrides = [f"model={args.model}", f"scheduler={record['scheduler']}",
                  *(f"scheduler.{key}={value}" for key, value in record["scheduler_options"].items()),
-                 f"module.max_gap={record['coverage']['max_gap']}", f"paths.root_dir={Path.cwd()}",
+                 f"module.max_gap={record['coverage']['max_gap']}", f"module.jump_states={args.states}",
+                 f"paths.root_dir={Path.cwd()}",
                  f"paths.output_dir={out}"]  # no Hydra run here to take them from
     with initialize_config_dir(config_dir=str(Path(__file__).parents[2] / "conf"), version_base="1.3"):
         objects = build(compose("train", overrides))
@@ -53,7 +57,7 @@ def main() -> None:
                 rows.append({"n": n, "s": s, "dot_mse": float(dot_mse), "reuse_mse": float(reuse_mse),
                              "gain": float(reuse_mse / dot_mse)})
                 print(json.dumps(rows[-1]), flush=True)
-    (out / "dot_errors.json").write_text(json.dumps({"dot": args.dot, "rows": rows}, indent=1))
+    (out / "dot_errors.json").write_text(json.dumps({"dot": args.dot, "states": args.states, "rows": rows}, indent=1))
     figure = Figure(figsize=(6.4, 4.2))
     axes = figure.add_subplot()
     for n in args.steps:
@@ -62,7 +66,7 @@ def main() -> None:
     axes.axhline(1.0, color="black", linewidth=1, linestyle="--")
     axes.set_xlabel("jump point s / n (0: pure noise, 1: the image)")
     axes.set_ylabel("reuse MSE / Dot MSE (above 1: Dot helps)")
-    axes.set_title(f"Dot vs reuse per jump point, {args.num} held-out images", fontsize=10)
+    axes.set_title(f"Dot vs reuse per jump point, {args.num} held-out images, {args.states} states", fontsize=10)
     axes.grid(True, alpha=0.3)
     axes.legend()
     figure.savefig(out / "dot_errors.png", dpi=120, bbox_inches="tight")

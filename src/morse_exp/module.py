@@ -10,7 +10,11 @@ every gap 1..K-1 is trained). At each, Dot is regressed onto Dash without jumps:
 
     loss = mean_i || z_ts + Dot(x_ts, x_ti, z_ts, t_s, t_i) - Dash(x_ti, t_i) ||^2
 
-The state after a Dot step is reached with Dot's own (detached) estimate, as at inference.
+With ``loss="relative"`` each Dot step's squared error is divided by reuse's at that step
+(z_ts against Dash, no gradient through it): 1 means "no better than reuse", and every stretch
+of the trajectory weighs the same, instead of the late steps whose absolute errors are
+10-20x larger. The state after a Dot step is reached with Dot's own (detached) estimate, as at
+inference.
 A batch is split into ``draws_per_batch`` groups, each with its own (n, s) and, for a Dot
 trained for several samplers, its own sampler. Validation runs one fixed n (``val_steps``)
 and spreads every jump point s = 0..n-2 (and every sampler) over the batch, so its MSEs
@@ -43,6 +47,7 @@ from morse_exp.seeding import sample_seed
 
 SchedulerFactory = Callable[[dict[str, Any]], Any]
 JUMP_STATES = ("forward", "sampled")
+LOSSES = ("absolute", "relative")
 
 
 class MorseModule(L.LightningModule):
@@ -62,6 +67,8 @@ class MorseModule(L.LightningModule):
         jump_states: where x_ts comes from: "forward" (the data's forward process) or
             "sampled" (Morse's sampler run from noise up to s, no gradients; costs about s/2
             extra Dash calls per step).
+        loss: "absolute" (the mean squared error) or "relative" (each step's squared error
+            over reuse's); validation logs the absolute MSEs either way.
         seed: base seed of the per-step random streams.
         run_config: the resolved config, stored in every checkpoint.
     """
@@ -80,6 +87,7 @@ class MorseModule(L.LightningModule):
         warmup_steps: int = 100,
         prompt_dropout: float = 0.1,
         jump_states: str = "forward",
+        loss: str = "absolute",
         seed: int = 0,
         run_config: dict[str, Any] | None = None,
     ) -> None:
@@ -93,6 +101,8 @@ class MorseModule(L.LightningModule):
             )
         if jump_states not in JUMP_STATES:
             raise ValueError(f"jump_states={jump_states!r} is invalid: use one of {', '.join(JUMP_STATES)}")
+        if loss not in LOSSES:
+            raise ValueError(f"module.loss={loss!r} is invalid: use one of {', '.join(LOSSES)}")
         if not 0 <= prompt_dropout < 1:
             raise ValueError(f"prompt_dropout={prompt_dropout} is invalid: use a value in [0, 1)")
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < math.inf:
@@ -111,6 +121,7 @@ class MorseModule(L.LightningModule):
         self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
         self.prompt_dropout = prompt_dropout
         self.jump_states = jump_states
+        self.loss = loss
         self.seed = seed
         self.run_config = run_config or {}
         self.dash_fingerprint = dash_fingerprint(dash)
@@ -122,14 +133,16 @@ class MorseModule(L.LightningModule):
     def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
         generator = self._generator(self.global_step * self.trainer.world_size + self.global_rank)
         draws = [self._draw(generator) for _ in range(min(self.draws_per_batch, len(batch[0])))]
-        dot_mse, _ = self.rollout(batch[0], generator, batch[1], draws)
-        if not torch.isfinite(dot_mse):
+        relative = self.loss == "relative"
+        loss, _ = self.rollout(batch[0], generator, batch[1], draws, relative=relative)
+        name = "train/dot_relative_error" if relative else "train/dot_mse"
+        if not torch.isfinite(loss):
             raise ValueError(
-                f"train/dot_mse is {float(dot_mse)} at step {self.global_step}: training diverged; lower "
+                f"{name} is {float(loss)} at step {self.global_step}: training diverged; lower "
                 f"module.lr (now {self.lr:g}); the Dot was not saved"
             )
-        self.log("train/dot_mse", dot_mse, prog_bar=True)
-        return dot_mse
+        self.log(name, loss, prog_bar=True)
+        return loss
 
     def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
         n, samplers = self.val_steps, len(self._make_schedulers)
@@ -149,6 +162,7 @@ class MorseModule(L.LightningModule):
         generator: torch.Generator,
         context: Sequence[str] | Tensor | None = None,
         draws: Sequence[tuple[int, ...]] | None = None,
+        relative: bool = False,
     ) -> tuple[Tensor, Tensor]:
         """Mean squared error of Dot and of plain reuse against Dash on trajectory stretches.
 
@@ -158,10 +172,12 @@ class MorseModule(L.LightningModule):
             context: B captions or (B,) class labels; used only by a conditional Dash.
             draws: (n, s) or (n, s, sampler index) per group; the batch is split into
                 len(draws) near-equal groups. None: one group drawn from ``generator``.
+            relative: return Dot's relative error (per Dot step, its MSE over reuse's; 1 =
+                reuse) in place of its MSE.
 
         Returns:
             (dot_mse, reuse_mse): scalars, means over every Dot step of every sample; only
-            dot_mse carries gradients.
+            dot_mse (or the relative error) carries gradients.
         """
         draws = draws or [self._draw(generator)]
         context = self._dropped(context, generator)
@@ -171,18 +187,19 @@ class MorseModule(L.LightningModule):
             chunk_context = (
                 context[rows] if isinstance(context, Tensor) else None if context is None else [context[i] for i in rows]
             )
-            dot_mse, reuse_mse, steps = self._stretch(images[rows], chunk_context, n, s, generator, *sampler)
-            weight = len(rows) * steps
-            dot_sums.append(dot_mse * weight)
-            reuse_sums.append(reuse_mse * weight)
-            counts += weight
+            dot_losses, reuse_losses = self._stretch(images[rows], chunk_context, n, s, generator, *sampler)
+            if relative:
+                dot_losses = dot_losses / reuse_losses.clamp_min(torch.finfo(reuse_losses.dtype).tiny)
+            dot_sums.append(dot_losses.sum() * len(rows))
+            reuse_sums.append(reuse_losses.sum() * len(rows))
+            counts += len(rows) * len(dot_losses)
         return torch.stack(dot_sums).sum() / counts, torch.stack(reuse_sums).sum() / counts
 
     def _stretch(
         self, images: Tensor, context: Any, n: int, s: int, generator: torch.Generator, sampler: int = 0
-    ) -> tuple[Tensor, Tensor, int]:
-        """(dot_mse, reuse_mse, Dot steps) of one group: Dash at step s of n, then up to K - 1 Dot
-        steps, with sampler number ``sampler``."""
+    ) -> tuple[Tensor, Tensor]:
+        """Per Dot step (k,), Dot's and reuse's MSE against Dash in one group: Dash at step s
+        of n, then the k <= K - 1 Dot steps after it, with sampler number ``sampler``."""
         x0 = self.dash.encode(images)
         cond = self.dash.condition(context)
         scheduler = copy.deepcopy(self._scheduler(n, sampler))
@@ -214,10 +231,10 @@ class MorseModule(L.LightningModule):
                 target = self.dash(x_ti, t_i, cond)
             estimate = z_ts + self.dot(x_ts, x_ti, z_ts, t_s, t_i, cond)
             dot_losses.append(nn.functional.mse_loss(estimate.float(), target.float()))
-            reuse_losses.append(nn.functional.mse_loss(z_ts.float(), target.float()))
+            reuse_losses.append(nn.functional.mse_loss(z_ts.float(), target.float()).detach())
             if i < last:
                 x = scheduler.step(estimate.detach(), t_i, x, **step_options).prev_sample
-        return torch.stack(dot_losses).mean(), torch.stack(reuse_losses).mean(), len(dot_losses)
+        return torch.stack(dot_losses), torch.stack(reuse_losses)
 
     def _draw(self, generator: torch.Generator) -> tuple[int, ...]:
         """(n, s): n log-uniform over ``fine_steps`` = [lo, hi] (budgets are spread
