@@ -29,6 +29,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dot", default="src/morse_exp/assets/dot_emoji32_ddim", help="a saved Dot directory")
     parser.add_argument("--model", default="unet_emoji32", help="the conf/model/ config of its Dash")
+    parser.add_argument("--dot-config", help="the conf/dot/ config it was built with (default: the model's)")
     parser.add_argument("--steps", type=int, nargs="+", default=[8, 12, 24], help="fine step counts n")
     parser.add_argument("--num", type=int, default=128, help="held-out images per jump point")
     parser.add_argument("--states", choices=["forward", "sampled"], default="forward",
@@ -42,7 +43,7 @@ def main() -> None:
     overrides = [f"model={args.model}", f"scheduler={record['scheduler']}",
                  *(f"scheduler.{key}={value}" for key, value in record["scheduler_options"].items()),
                  f"module.max_gap={record['coverage']['max_gap']}", f"module.jump_states={args.states}",
-                 f"paths.root_dir={Path.cwd()}",
+                 *([f"dot={args.dot_config}"] if args.dot_config else []), f"paths.root_dir={Path.cwd()}",
                  f"paths.output_dir={out}"]  # no Hydra run here to take them from
     with initialize_config_dir(config_dir=str(Path(__file__).parents[2] / "conf"), version_base="1.3"):
         objects = build(compose("train", overrides))
