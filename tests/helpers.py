@@ -14,11 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf, open_dict
 
 import morse_exp  # noqa: F401  (registers the ${asset:...} resolver)
+from morse_exp.cli import compose_config  # noqa: F401  (the test modules compose through helpers)
 
 REPO = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO / "conf"
@@ -50,20 +48,6 @@ def save_tiny_dash(directory: Path, seed: int) -> Path:
     tiny_unet(seed=seed).save_pretrained(directory, safe_serialization=True)
     DDPMScheduler().save_config(directory)
     return directory
-
-
-def compose_config(config_name: str, overrides: list[str], run_dir: Path) -> DictConfig:
-    """A conf/ config as ``@hydra.main`` would build it, with its run directory at ``run_dir``."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name=config_name):
-        cfg = compose(config_name, overrides=[*overrides, f"hydra.run.dir={run_dir}"], return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(run_dir)
-        if OmegaConf.is_missing(cfg.hydra.runtime, "cwd"):
-            cfg.hydra.runtime.cwd = os.getcwd()
-    HydraConfig.instance().set_config(cfg)  # ${hydra:...} resolves against this from now on
-    with open_dict(cfg):
-        del cfg["hydra"]  # the task config of a real run has no hydra node
-    return cfg
 
 
 def make_crop_folder(root: Path, count: int = 240, size: int = 16) -> Path:

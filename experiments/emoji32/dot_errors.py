@@ -18,10 +18,10 @@ import json
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 from matplotlib.figure import Figure
 
 from morse_exp.checkpoints import load_dot_weights, read_record
+from morse_exp.cli import compose_config
 from morse_exp.train import build
 
 
@@ -43,10 +43,8 @@ def main() -> None:
     overrides = [f"model={args.model}", f"scheduler={record['scheduler']}",
                  *(f"scheduler.{key}={value}" for key, value in record["scheduler_options"].items()),
                  f"module.max_gap={record['coverage']['max_gap']}", f"module.jump_states={args.states}",
-                 *([f"dot={args.dot_config}"] if args.dot_config else []), f"paths.root_dir={Path.cwd()}",
-                 f"paths.output_dir={out}"]  # no Hydra run here to take them from
-    with initialize_config_dir(config_dir=str(Path(__file__).parents[2] / "conf"), version_base="1.3"):
-        objects = build(compose("train", overrides))
+                 *([f"dot={args.dot_config}"] if args.dot_config else [])]
+    objects = build(compose_config("train", overrides, out))
     load_dot_weights(objects["dot"], args.dot)
     module = objects["module"].eval()
     images = objects["datamodule"].images("heldout", limit=args.num)

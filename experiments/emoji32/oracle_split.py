@@ -22,11 +22,11 @@ from typing import Any
 
 import hydra
 import torch
-from hydra import compose, initialize_config_dir
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
 from morse_exp.checkpoints import load_dot_weights
+from morse_exp.cli import compose_config
 from morse_exp.dot import OracleDot
 from morse_exp.evaluate import resolve_speed_ratio
 from morse_exp.generation import generate
@@ -55,11 +55,8 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    overrides = ["experiment=emoji32_main", f"dot_checkpoint={args.dot}", f"seed={args.seed}",
-                 f"paths.root_dir={Path.cwd()}", f"paths.output_dir={out}",  # no Hydra run here to take them from
-                 *args.overrides]
-    with initialize_config_dir(config_dir=str(Path(__file__).parents[2] / "conf"), version_base="1.3"):
-        cfg = compose("evaluate", overrides)
+    cfg = compose_config("evaluate", ["experiment=emoji32_main", f"dot_checkpoint={args.dot}", f"seed={args.seed}",
+                                      *args.overrides], out)
     datamodule = hydra.utils.instantiate(cfg.dataset)
     metric = hydra.utils.instantiate(cfg.metric)(datamodule=datamodule)
     dash = hydra.utils.instantiate(cfg.model).to(cfg.device)

@@ -16,11 +16,12 @@ from typing import Any
 
 import hydra
 import torch
+from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue
 
 from morse_exp.data import DatasetNotFoundError
@@ -28,6 +29,21 @@ from morse_exp.loading import DashLoadError
 from morse_exp.progress import StepProgress
 
 CONFIG_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "conf")
+
+
+def compose_config(config_name: str, overrides: list[str], run_dir: str | Path) -> DictConfig:
+    """A conf/ config as ``@hydra.main`` would build it, with its run directory at ``run_dir``
+    (for tests and scripts that run an entry point's code without a Hydra run)."""
+    with initialize_config_dir(config_dir=os.path.abspath(CONFIG_PATH), version_base="1.3", job_name=config_name):
+        cfg = compose(config_name, overrides=[*overrides, f"hydra.run.dir={run_dir}"], return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(run_dir)
+        if OmegaConf.is_missing(cfg.hydra.runtime, "cwd"):
+            cfg.hydra.runtime.cwd = os.getcwd()
+    HydraConfig.instance().set_config(cfg)  # ${hydra:...} resolves against this from now on
+    with open_dict(cfg):
+        del cfg["hydra"]  # the task config of a real run has no hydra node
+    return cfg
 
 # Expected failures caused by the user's input or machine: one line on stderr, exit code 2.
 USER_ERRORS = (DashLoadError, DatasetNotFoundError, ValueError, FileNotFoundError, MissingMandatoryValue)
