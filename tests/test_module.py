@@ -54,7 +54,7 @@ def test_step_counts_are_drawn_log_uniformly_within_the_range(dash):
     module = MorseModule(dash, dot, lambda base_config: make_scheduler("ddim", base_config), max_gap=2,
                          fine_steps=[4, 64])
     generator = torch.Generator().manual_seed(0)
-    draws = [module._draw(generator)[0] for _ in range(2000)]
+    draws = [module.draw(generator)[0] for _ in range(2000)]
     assert min(draws) == 4 and max(draws) == 64
     below_16 = sum(n < 16 for n in draws) / len(draws)
     assert 0.4 < below_16 < 0.6  # log-uniform: 4..16 is half of 4..64
@@ -78,12 +78,12 @@ def test_a_dot_for_several_samplers_draws_one_per_group_and_rolls_it_out(dash):
     factories = [lambda base_config, name=name: make_scheduler(name, base_config) for name in ("ddim", "dpm_solver")]
     mixed = MorseModule(dash, dot, factories, max_gap=3, fine_steps=[4, 8])
     generator = torch.Generator().manual_seed(0)
-    draws = [mixed._draw(generator) for _ in range(200)]
+    draws = [mixed.draw(generator) for _ in range(200)]
     assert {len(d) for d in draws} == {3} and {d[2] for d in draws} == {0, 1}
     single = MorseModule(dash, dot, factories[:1], max_gap=3, fine_steps=[4, 8])
     generator = torch.Generator().manual_seed(0)
-    assert single._draw(generator) == draws[0][:2]  # one sampler: (n, s) only, k is never drawn
-    assert {len(single._draw(generator)) for _ in range(20)} == {2}
+    assert single.draw(generator) == draws[0][:2]  # one sampler: (n, s) only, k is never drawn
+    assert {len(single.draw(generator)) for _ in range(20)} == {2}
     images = torch.rand(4, 1, 8, 8) * 2 - 1
     reuse = [mixed.rollout(images, torch.Generator().manual_seed(1), draws=[(8, 0, k)])[1] for k in (0, 1, 0)]
     assert torch.equal(reuse[0], reuse[2]) and not torch.equal(reuse[0], reuse[1])  # the sampler is used

@@ -5,7 +5,10 @@ step s by the forward process (``--states sampled``: Morse's own sampler runs fr
 step s instead, the states it meets at inference), Dash runs there, and the Dot then bridges the following K - 1
 steps exactly as training and validation do (``MorseModule.rollout``, the same code): the
 mean squared error of Dot's eps estimate and of reuse (Dash's estimate at s kept) against
-Dash's own estimate at those steps. Prints one row per (n, s) and writes ``dot_errors.json``
+Dash's own estimate at those steps. ``--stepping``: the state after a Dot step is reached with
+the Dot's estimate (``own``, as at inference), with reuse's (``reuse``, as ``stretches=cached``
+trains) or with Dash's (``teacher``): on teacher-forced states a Dot can read the previous
+step's target off the state. Prints one row per (n, s) and writes ``dot_errors.json``
 and ``dot_errors.png`` (reuse / Dot MSE against the position s / n: above 1, Dot helps).
 Usage (one thread, repository root):
   python experiments/emoji32/dot_errors.py --dot src/morse_exp/assets/dot_emoji32_ddim --steps 8 12 24
@@ -34,6 +37,8 @@ def main() -> None:
     parser.add_argument("--num", type=int, default=128, help="held-out images per jump point")
     parser.add_argument("--states", choices=["forward", "sampled"], default="forward",
                         help="jump-point states: the data's forward process, or Morse's own sampler from noise")
+    parser.add_argument("--stepping", choices=["own", "reuse", "teacher"], default="own",
+                        help="what the sampler steps on with between Dot steps: the Dot's, reuse's or Dash's estimate")
     parser.add_argument("--out", default="outputs/experiments/emoji32/dot_errors")
     args = parser.parse_args()
     out = Path(args.out)
@@ -52,11 +57,21 @@ def main() -> None:
     with torch.no_grad():
         for n in args.steps:
             for s in range(n - 1):
-                dot_mse, reuse_mse = module.rollout(images, torch.Generator().manual_seed(s), draws=[(n, s)])
-                rows.append({"n": n, "s": s, "dot_mse": float(dot_mse), "reuse_mse": float(reuse_mse),
-                             "gain": float(reuse_mse / dot_mse)})
+                dot_errors, reuse_errors = [], []
+
+                def visit(step, dot_errors=dot_errors, reuse_errors=reuse_errors):
+                    estimate = step.z_ts + module.dot(step.x_ts, step.x_ti, step.z_ts, step.t_s, step.t_i, step.cond)
+                    dot_errors.append(float((estimate - step.target).pow(2).mean()))
+                    reuse_errors.append(float((step.z_ts - step.target).pow(2).mean()))
+                    return {"own": estimate, "reuse": step.z_ts, "teacher": step.target}[args.stepping]
+
+                module.walk_stretch(images, None, n, s, torch.Generator().manual_seed(s), visit)
+                dot_mse, reuse_mse = sum(dot_errors) / len(dot_errors), sum(reuse_errors) / len(reuse_errors)
+                rows.append({"n": n, "s": s, "dot_mse": dot_mse, "reuse_mse": reuse_mse, "gain": reuse_mse / dot_mse,
+                             "gain_per_dot_step": [r / d for r, d in zip(reuse_errors, dot_errors, strict=True)]})
                 print(json.dumps(rows[-1]), flush=True)
-    (out / "dot_errors.json").write_text(json.dumps({"dot": args.dot, "states": args.states, "rows": rows}, indent=1))
+    (out / "dot_errors.json").write_text(json.dumps(
+        {"dot": args.dot, "states": args.states, "stepping": args.stepping, "rows": rows}, indent=1))
     figure = Figure(figsize=(6.4, 4.2))
     axes = figure.add_subplot()
     for n in args.steps:
@@ -65,7 +80,8 @@ def main() -> None:
     axes.axhline(1.0, color="black", linewidth=1, linestyle="--")
     axes.set_xlabel("jump point s / n (0: pure noise, 1: the image)")
     axes.set_ylabel("reuse MSE / Dot MSE (above 1: Dot helps)")
-    axes.set_title(f"Dot vs reuse per jump point, {args.num} held-out images, {args.states} states", fontsize=10)
+    axes.set_title(f"Dot vs reuse per jump point, {args.num} held-out images, {args.states} states, "
+                   f"{args.stepping} stepping", fontsize=10)
     axes.grid(True, alpha=0.3)
     axes.legend()
     figure.savefig(out / "dot_errors.png", dpi=120, bbox_inches="tight")

@@ -11,7 +11,8 @@
 #   bash experiments/emoji32/run.sh extractor         # fit (resumable) and ship emoji32_autoencoder
 #   bash experiments/emoji32/run.sh fid_curve         # baseline FID, 2-50 LSD, on the shipped Dash
 #   bash experiments/emoji32/run.sh dot               # a slim Dot for stride 4 (resumable); SAMPLER=ddim,
-#                                                     # DOT=default: conf/dot/default.yaml instead
+#                                                     # DOT=default: conf/dot/default.yaml instead;
+#                                                     # STRETCHES=cached: Dash's stretches cached once
 #   bash experiments/emoji32/run.sh ship_dot          # copy it to assets/dot_emoji32_$SAMPLER[_$DOT]
 #   bash experiments/emoji32/run.sh main SEED         # experiment=emoji32_main (the reduced sweep) with the
 #                                                     # Dot of `dot` (else the shipped one), seed set SEED
@@ -31,8 +32,10 @@ SAMPLER=${SAMPLER:-ddim}
 # FID rises from 20 to 50 steps (RESULTS.md, "Why DDIM's FID rose").
 SAMPLER_OPTIONS=(); [ "$SAMPLER" = ddim ] && SAMPLER_OPTIONS=(scheduler.use_clipped_model_output=true)
 DOT=${DOT:-slim}  # the Dot that dot/ship_dot/sweep train and use: conf/dot/$DOT.yaml
+STRETCHES=${STRETCHES:-live}  # conf/stretches/$STRETCHES.yaml: live rollouts, or Dash's stretches cached once
 TAG=$SAMPLER; [ "$DOT" != slim ] && TAG=${SAMPLER}_$DOT  # a Dot other than the model's slim one keeps its own run and asset
 DOT_ASSET=$ASSETS/dot_emoji32_$TAG
+RUN_TAG=$TAG; [ "$STRETCHES" != live ] && RUN_TAG=${TAG}_$STRETCHES  # its own run directory, the same asset
 STEPS=${STEPS:-20000}
 # bf16 autocast where the CPU computes bf16 natively (avx512_bf16 or AMX): a training step of
 # this UNet (batch 64, one thread) takes 1.6 s instead of 2.9 s in fp32 there
@@ -96,21 +99,21 @@ case "${1:-pretrain}" in
       resume=(init_from=$DOT_ASSET)
       steps=$((steps - $(steps_in $DOT_ASSET/dot.json)))
     fi
-    [ -f $RUNS/train_$TAG/checkpoints/last.ckpt ] && resume+=(ckpt_path=last)
+    [ -f $RUNS/train_$RUN_TAG/checkpoints/last.ckpt ] && resume+=(ckpt_path=last)
     python -m morse_exp.train model=unet_emoji32 scheduler=$SAMPLER "${SAMPLER_OPTIONS[@]}" dot=$DOT jump_stride=stride4 \
-      trainer.max_steps=$steps trainer.precision=$PRECISION hydra.run.dir=$RUNS/train_$TAG "${resume[@]}" ;;
+      stretches=$STRETCHES trainer.max_steps=$steps trainer.val_check_interval=${VAL_EVERY:-250} trainer.precision=$PRECISION hydra.run.dir=$RUNS/train_$RUN_TAG "${resume[@]}" ;;
   ship_dot)
     # the last Dot `dot` saved (at the end of its run) into the package, for the next session
-    steps=$(steps_in $RUNS/train_$TAG/dot/dot.json)
-    rm -rf $DOT_ASSET && cp -r $RUNS/train_$TAG/dot $DOT_ASSET
-    mv $RUNS/train_$TAG $RUNS/train_${TAG}_$steps
-    echo "shipped the $TAG Dot ($steps steps): $DOT_ASSET; its run is now $RUNS/train_${TAG}_$steps" ;;
+    steps=$(steps_in $RUNS/train_$RUN_TAG/dot/dot.json)
+    rm -rf $DOT_ASSET && cp -r $RUNS/train_$RUN_TAG/dot $DOT_ASSET
+    mv $RUNS/train_$RUN_TAG $RUNS/train_${RUN_TAG}_$steps
+    echo "shipped the $TAG Dot ($steps steps): $DOT_ASSET; its run is now $RUNS/train_${RUN_TAG}_$steps" ;;
   main)
     # The reduced sweep of the README's 32 px table for a new Dot: the points that do not depend
     # on the Dot's weights (baseline; reuse and oracle at the same N) are copied from the shipped
     # Dot's run of this seed set, $RUNS/main_seed$2 (evaluate's hashes decide what it reuses).
-    dot=$RUNS/train_$TAG/dot; [ -f $dot/dot.json ] || dot=$DOT_ASSET
-    dir=$RUNS/main_${TAG}_$(steps_in $dot/dot.json)_seed$2 shared=$RUNS/main_seed$2/results.jsonl
+    dot=$RUNS/train_$RUN_TAG/dot; [ -f $dot/dot.json ] || dot=$DOT_ASSET
+    dir=$RUNS/main_${RUN_TAG}_$(steps_in $dot/dot.json)_seed$2 shared=$RUNS/main_seed$2/results.jsonl
     mkdir -p $dir
     [ -s $dir/results.jsonl ] || [ ! -f $shared ] || grep -v '"method": "morse"' $shared > $dir/results.jsonl || true
     python -m morse_exp.evaluate experiment=emoji32_main dot=$DOT dot_checkpoint=$dot seed=$2 hydra.run.dir=$dir ;;
@@ -119,9 +122,9 @@ case "${1:-pretrain}" in
     # NUM_SAMPLES (1,000), the baseline to REACH (2) x the largest budget; fp32, so N is the
     # paper's latency ratio at batch 500 (9-12 with the slim Dot)
     python -m morse_exp.evaluate model=unet_emoji32 scheduler=$SAMPLER "${SAMPLER_OPTIONS[@]}" dot=$DOT jump_stride=$2 \
-      dot_checkpoint=$RUNS/train_$TAG/dot "lsd_budgets=${BUDGETS:-[4,6,8,12,16]}" \
+      dot_checkpoint=$RUNS/train_$RUN_TAG/dot "lsd_budgets=${BUDGETS:-[4,6,8,12,16]}" \
       metric.num_samples=${NUM_SAMPLES:-1000} seed=$3 baseline_reach=${REACH:-2} \
-      hydra.run.dir=$RUNS/sweep_$TAG/$2_seed$3 ;;
+      hydra.run.dir=$RUNS/sweep_$RUN_TAG/$2_seed$3 ;;
   bench)
     for dot in default slim wide; do
       python -m morse_exp.bench model.pretrained="$2" dataset=emoji32 dot=$dot "batch_sizes=[1,64,128,256]" \

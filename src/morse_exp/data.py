@@ -68,7 +68,7 @@ class ImageDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-        sampler = _EpochSeededSampler(
+        sampler = EpochSeededSampler(
             self,
             self.split("train"),
             num_replicas=torch.distributed.get_world_size() if distributed else 1,
@@ -98,7 +98,7 @@ def _check_heldout_fraction(value: float) -> None:
         raise ValueError(f"heldout_fraction={value} is invalid: use a value in (0, 1)")
 
 
-class _EpochSeededSampler(DistributedSampler):
+class EpochSeededSampler(DistributedSampler):
     """A seeded shuffle whose order is a function of (seed, trainer epoch) only.
 
     The epoch is read from the attached trainer at iteration time rather than trusted from

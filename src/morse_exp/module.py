@@ -31,6 +31,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
@@ -46,6 +47,25 @@ from morse_exp.schedulers import set_timesteps, step_kwargs
 from morse_exp.seeding import sample_seed
 
 SchedulerFactory = Callable[[dict[str, Any]], Any]
+
+
+@dataclass(frozen=True)
+class StretchStep:
+    """One Dot step of a trajectory stretch, as Dot sees it and Dash answers it.
+
+    x_ts, z_ts: (B, C, H, W) Dash's input and noise estimate at the jump point t_s;
+    x_ti: (B, C, H, W) the model input at the Dot step t_i; target: (B, C, H, W) Dash's own
+    noise estimate there; t_s, t_i: scalar training-scale timesteps; cond: Dash's
+    conditioning keyword arguments (None for an unconditional Dash).
+    """
+
+    x_ts: Tensor
+    z_ts: Tensor
+    t_s: Tensor
+    x_ti: Tensor
+    t_i: Tensor
+    target: Tensor
+    cond: dict[str, Any] | None
 JUMP_STATES = ("forward", "sampled")
 LOSSES = ("absolute", "relative")
 
@@ -130,11 +150,14 @@ class MorseModule(L.LightningModule):
         self.strict_loading = False  # checkpoints hold Dot's weights only, not Dash's
 
     # ----------------------------------------------------------------- steps
-    def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
-        generator = self._generator(self.global_step * self.trainer.world_size + self.global_rank)
-        draws = [self._draw(generator) for _ in range(min(self.draws_per_batch, len(batch[0])))]
+    def training_step(self, batch: tuple[Tensor, ...] | dict[str, Tensor], batch_idx: int) -> Tensor:
         relative = self.loss == "relative"
-        loss, _ = self.rollout(batch[0], generator, batch[1], draws, relative=relative)
+        if isinstance(batch, dict):  # cached Dot steps (stretches=cached)
+            loss = self.cached_loss(batch, relative)
+        else:
+            generator = self._generator(self.global_step * self.trainer.world_size + self.global_rank)
+            draws = [self.draw(generator) for _ in range(min(self.draws_per_batch, len(batch[0])))]
+            loss, _ = self.rollout(batch[0], generator, batch[1], draws, relative=relative)
         name = "train/dot_relative_error" if relative else "train/dot_mse"
         if not torch.isfinite(loss):
             raise ValueError(
@@ -155,6 +178,23 @@ class MorseModule(L.LightningModule):
         metrics = self.trainer.callback_metrics
         if "val/dot_mse" in metrics and "val/reuse_mse" in metrics:
             self.log("val/gain_over_reuse", metrics["val/reuse_mse"] / metrics["val/dot_mse"], sync_dist=True)
+
+    def cached_loss(self, batch: dict[str, Tensor], relative: bool = False) -> Tensor:
+        """Dot's loss on cached Dot steps (:mod:`morse_exp.stretches`): per example, the mean
+        squared error against Dash's target, or (``relative``) that over reuse's; the batch mean.
+
+        Args:
+            batch: (B, C, H, W) ``x_ts``, ``z_ts``, ``x_ti``, ``target``; (B,) ``t_s``, ``t_i``;
+                (B,) ``context`` class labels for a class-conditional Dash.
+        """
+        cond = self.dash.condition(batch.get("context"))
+        residual = self.dot(batch["x_ts"], batch["x_ti"], batch["z_ts"], batch["t_s"], batch["t_i"], cond)
+        target = batch["target"].float()
+        errors = (batch["z_ts"] + residual).float().sub(target).pow(2).flatten(1).mean(1)
+        if relative:
+            reuse = batch["z_ts"].float().sub(target).pow(2).flatten(1).mean(1)
+            errors = errors / reuse.clamp_min(torch.finfo(reuse.dtype).tiny)
+        return errors.mean()
 
     def rollout(
         self,
@@ -179,7 +219,7 @@ class MorseModule(L.LightningModule):
             (dot_mse, reuse_mse): scalars, means over every Dot step of every sample; only
             dot_mse (or the relative error) carries gradients.
         """
-        draws = draws or [self._draw(generator)]
+        draws = draws or [self.draw(generator)]
         context = self._dropped(context, generator)
         dot_sums, reuse_sums, counts = [], [], 0
         for (n, s, *sampler), rows in zip(draws, torch.tensor_split(torch.arange(len(images)), len(draws)), strict=True):
@@ -200,6 +240,38 @@ class MorseModule(L.LightningModule):
     ) -> tuple[Tensor, Tensor]:
         """Per Dot step (k,), Dot's and reuse's MSE against Dash in one group: Dash at step s
         of n, then the k <= K - 1 Dot steps after it, with sampler number ``sampler``."""
+        dot_losses, reuse_losses = [], []
+
+        def dot_step(step: StretchStep) -> Tensor:
+            estimate = step.z_ts + self.dot(step.x_ts, step.x_ti, step.z_ts, step.t_s, step.t_i, step.cond)
+            dot_losses.append(nn.functional.mse_loss(estimate.float(), step.target.float()))
+            reuse_losses.append(nn.functional.mse_loss(step.z_ts.float(), step.target.float()).detach())
+            return estimate.detach()
+
+        self.walk_stretch(images, context, n, s, generator, dot_step, sampler)
+        return torch.stack(dot_losses), torch.stack(reuse_losses)
+
+    def walk_stretch(
+        self,
+        images: Tensor,
+        context: Any,
+        n: int,
+        s: int,
+        generator: torch.Generator,
+        visit: Callable[[StretchStep], Tensor],
+        sampler: int = 0,
+    ) -> None:
+        """One group's trajectory stretch: Dash at step s of n, then the Dot steps after it.
+
+        Args:
+            images: (B, C, H, W) data in [-1, 1]; context: their conditioning (as ``rollout``).
+            n, s: the fine step count and the jump point; sampler: the sampler's number.
+            generator: drives the noise (and a stochastic sampler's steps).
+            visit: called at each Dot step i = s+1, ..., s+K-1 (K = ``max_gap``, at most
+                n - 1) with its :class:`StretchStep`; returns the (B, C, H, W) noise estimate
+                the sampler steps on with (Dot's, detached, in training; Dash's own target
+                when Dash's stretches are cached).
+        """
         x0 = self.dash.encode(images)
         cond = self.dash.condition(context)
         scheduler = copy.deepcopy(self._scheduler(n, sampler))
@@ -222,21 +294,17 @@ class MorseModule(L.LightningModule):
             z_ts = self.dash(x_ts, t_s, cond)
         step_options = step_kwargs(scheduler, generator)
         x = scheduler.step(z_ts, t_s, x, **step_options).prev_sample
-        dot_losses, reuse_losses = [], []
         last = min(n - 1, s + self.max_gap - 1)
         for i in range(s + 1, last + 1):
             t_i = timesteps[i]
             x_ti = scheduler.scale_model_input(x, t_i)
             with torch.no_grad():
                 target = self.dash(x_ti, t_i, cond)
-            estimate = z_ts + self.dot(x_ts, x_ti, z_ts, t_s, t_i, cond)
-            dot_losses.append(nn.functional.mse_loss(estimate.float(), target.float()))
-            reuse_losses.append(nn.functional.mse_loss(z_ts.float(), target.float()).detach())
+            estimate = visit(StretchStep(x_ts, z_ts, t_s, x_ti, t_i, target, cond))
             if i < last:
-                x = scheduler.step(estimate.detach(), t_i, x, **step_options).prev_sample
-        return torch.stack(dot_losses), torch.stack(reuse_losses)
+                x = scheduler.step(estimate, t_i, x, **step_options).prev_sample
 
-    def _draw(self, generator: torch.Generator) -> tuple[int, ...]:
+    def draw(self, generator: torch.Generator) -> tuple[int, ...]:
         """(n, s): n log-uniform over ``fine_steps`` = [lo, hi] (budgets are spread
         geometrically), the jump point s uniform over 0..n-2; with several samplers, (n, s, k)
         with sampler k uniform (drawn last, so a one-sampler run's draws do not change)."""

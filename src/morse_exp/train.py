@@ -42,7 +42,8 @@ def build(cfg: DictConfig) -> dict[str, Any]:
         max_gap=cfg.module.max_gap or jump.max_gap or widest_gap(cfg, jump, dash, dot),
         run_config=OmegaConf.to_container(cfg, resolve=True),
     )
-    return {"datamodule": datamodule, "dash": dash, "dot": dot, "module": module}
+    stretches = hydra.utils.instantiate(cfg.stretches)(images=datamodule, module=module) if cfg.get("stretches") else None
+    return {"datamodule": datamodule, "dash": dash, "dot": dot, "module": module, "stretches": stretches}
 
 
 def extra_scheduler_configs(cfg: DictConfig) -> dict[str, DictConfig]:
@@ -141,7 +142,8 @@ def run(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     init_steps = int(load_dot_weights(objects["dot"], cfg.init_from).get("steps", 0)) if cfg.get("init_from") else 0
     trainer = instantiate_trainer(cfg, "train")
     start = time.perf_counter()
-    trainer.fit(objects["module"], datamodule=objects["datamodule"], ckpt_path=ckpt_path)
+    # cached Dash stretches (stretches=cached) or the images themselves (live rollouts)
+    trainer.fit(objects["module"], datamodule=objects["stretches"] or objects["datamodule"], ckpt_path=ckpt_path)
     fit_seconds = time.perf_counter() - start
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if trainer.is_global_zero:
