@@ -70,7 +70,6 @@ def build_stretches(
 ) -> dict[str, Tensor]:
     """Walk Dash's stretches ``passes`` times over ``images``; every Dot step is an example.
 
-
     Args:
         module: the training module (its Dash, samplers, draws, gaps and seed).
         images: the training split: (image (C, H, W) in [-1, 1], label) pairs.
