@@ -103,7 +103,7 @@ def test_relative_loss_is_one_for_reuse_and_weighs_every_step_alike(dash):
     with torch.no_grad():
         dot.head.out.bias.fill_(0.5)  # now every step is off by 0.5 more than reuse
     generator = torch.Generator().manual_seed(0)  # the groups' draws, in rollout's order
-    ratios = torch.cat([torch.div(*module._stretch(images[rows], None, n, s, generator))
+    ratios = torch.cat([torch.div(*module.stretch_errors(images[rows], None, n, s, generator))
                         for (n, s), rows in zip(draws, (slice(0, 2), slice(2, 4)), strict=True)])
     relative, _ = module.rollout(images, torch.Generator().manual_seed(0), draws=draws, relative=True)
     absolute, _ = module.rollout(images, torch.Generator().manual_seed(0), draws=draws)

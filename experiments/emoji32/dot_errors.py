@@ -3,7 +3,7 @@
 For each fine step count n and each jump point s = 0..n-2, the held-out emoji are noised to
 step s by the forward process (``--states sampled``: Morse's own sampler runs from noise to
 step s instead, the states it meets at inference), Dash runs there, and the Dot then bridges the following K - 1
-steps exactly as training and validation do (``MorseModule.rollout``, the same code): the
+steps exactly as training and validation do (``MorseModule.stretch_errors``, the same code): the
 mean squared error of Dot's eps estimate and of reuse (Dash's estimate at s kept) against
 Dash's own estimate at those steps. ``--stepping``: the state after a Dot step is reached with
 the Dot's estimate (``own``, as at inference), with reuse's (``reuse``, as ``stretches=cached``
@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 
 from morse_exp.checkpoints import load_dot_weights, read_record
 from morse_exp.cli import compose_config
+from morse_exp.module import STEPPINGS
 from morse_exp.train import build
 
 
@@ -37,7 +38,7 @@ def main() -> None:
     parser.add_argument("--num", type=int, default=128, help="held-out images per jump point")
     parser.add_argument("--states", choices=["forward", "sampled"], default="forward",
                         help="jump-point states: the data's forward process, or Morse's own sampler from noise")
-    parser.add_argument("--stepping", choices=["own", "reuse", "teacher"], default="own",
+    parser.add_argument("--stepping", choices=STEPPINGS, default="own",
                         help="what the sampler steps on with between Dot steps: the Dot's, reuse's or Dash's estimate")
     parser.add_argument("--out", default="outputs/experiments/emoji32/dot_errors")
     args = parser.parse_args()
@@ -57,15 +58,8 @@ def main() -> None:
     with torch.no_grad():
         for n in args.steps:
             for s in range(n - 1):
-                dot_errors, reuse_errors = [], []
-
-                def visit(step, dot_errors=dot_errors, reuse_errors=reuse_errors):
-                    estimate = step.z_ts + module.dot(step.x_ts, step.x_ti, step.z_ts, step.t_s, step.t_i, step.cond)
-                    dot_errors.append(float((estimate - step.target).pow(2).mean()))
-                    reuse_errors.append(float((step.z_ts - step.target).pow(2).mean()))
-                    return {"own": estimate, "reuse": step.z_ts, "teacher": step.target}[args.stepping]
-
-                module.walk_stretch(images, None, n, s, torch.Generator().manual_seed(s), visit)
+                dot_errors, reuse_errors = (errors.tolist() for errors in module.stretch_errors(
+                    images, None, n, s, torch.Generator().manual_seed(s), stepping=args.stepping))
                 dot_mse, reuse_mse = sum(dot_errors) / len(dot_errors), sum(reuse_errors) / len(reuse_errors)
                 rows.append({"n": n, "s": s, "dot_mse": dot_mse, "reuse_mse": reuse_mse, "gain": reuse_mse / dot_mse,
                              "gain_per_dot_step": [r / d for r, d in zip(reuse_errors, dot_errors, strict=True)]})

@@ -67,18 +67,7 @@ class ImageDataModule(L.LightningDataModule):
         self.split("train")
 
     def train_dataloader(self) -> DataLoader:
-        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-        sampler = EpochSeededSampler(
-            self,
-            self.split("train"),
-            num_replicas=torch.distributed.get_world_size() if distributed else 1,
-            rank=torch.distributed.get_rank() if distributed else 0,
-            shuffle=True, seed=self.shuffle_seed, drop_last=True,
-        )
-        return DataLoader(
-            self.split("train"), batch_size=self.batch_size, sampler=sampler, drop_last=True,
-            num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-        )
+        return epoch_seeded_loader(self, self.split("train"), self.batch_size, self.shuffle_seed, self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(
@@ -98,7 +87,26 @@ def _check_heldout_fraction(value: float) -> None:
         raise ValueError(f"heldout_fraction={value} is invalid: use a value in (0, 1)")
 
 
-class EpochSeededSampler(DistributedSampler):
+def epoch_seeded_loader(
+    datamodule: L.LightningDataModule, dataset: Dataset, batch_size: int, seed: int, num_workers: int = 0
+) -> DataLoader:
+    """Training batches of ``dataset`` in an order that is a function of (seed, trainer epoch)
+    only, split across the processes of a distributed run; the last partial batch dropped."""
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    sampler = _EpochSeededSampler(
+        datamodule,
+        dataset,
+        num_replicas=torch.distributed.get_world_size() if distributed else 1,
+        rank=torch.distributed.get_rank() if distributed else 0,
+        shuffle=True, seed=seed, drop_last=True,
+    )
+    return DataLoader(
+        dataset, batch_size=batch_size, sampler=sampler, drop_last=True,
+        num_workers=num_workers, persistent_workers=num_workers > 0,
+    )
+
+
+class _EpochSeededSampler(DistributedSampler):
     """A seeded shuffle whose order is a function of (seed, trainer epoch) only.
 
     The epoch is read from the attached trainer at iteration time rather than trusted from

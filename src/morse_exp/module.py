@@ -47,6 +47,11 @@ from morse_exp.schedulers import set_timesteps, step_kwargs
 from morse_exp.seeding import sample_seed
 
 SchedulerFactory = Callable[[dict[str, Any]], Any]
+JUMP_STATES = ("forward", "sampled")
+LOSSES = ("absolute", "relative")
+# What the sampler steps on with between the Dot steps of a stretch: the Dot's own estimate
+# (training, inference), the jump point's (reuse) or Dash's own at the step (teacher forcing).
+STEPPINGS = ("own", "reuse", "teacher")
 
 
 @dataclass(frozen=True)
@@ -66,8 +71,14 @@ class StretchStep:
     t_i: Tensor
     target: Tensor
     cond: dict[str, Any] | None
-JUMP_STATES = ("forward", "sampled")
-LOSSES = ("absolute", "relative")
+
+    def stepped_with(self, stepping: str, own: Tensor | None = None) -> Tensor:
+        """The noise estimate the sampler steps on with after this step, by ``stepping`` (one of
+        ``STEPPINGS``): ``own`` (the Dot's estimate, detached), z_ts (reuse) or Dash's target
+        (teacher)."""
+        if stepping == "own":
+            return own.detach()
+        return self.z_ts if stepping == "reuse" else self.target
 
 
 class MorseModule(L.LightningModule):
@@ -227,7 +238,7 @@ class MorseModule(L.LightningModule):
             chunk_context = (
                 context[rows] if isinstance(context, Tensor) else None if context is None else [context[i] for i in rows]
             )
-            dot_losses, reuse_losses = self._stretch(images[rows], chunk_context, n, s, generator, *sampler)
+            dot_losses, reuse_losses = self.stretch_errors(images[rows], chunk_context, n, s, generator, *sampler)
             if relative:
                 dot_losses = dot_losses / reuse_losses.clamp_min(torch.finfo(reuse_losses.dtype).tiny)
             dot_sums.append(dot_losses.sum() * len(rows))
@@ -235,18 +246,20 @@ class MorseModule(L.LightningModule):
             counts += len(rows) * len(dot_losses)
         return torch.stack(dot_sums).sum() / counts, torch.stack(reuse_sums).sum() / counts
 
-    def _stretch(
-        self, images: Tensor, context: Any, n: int, s: int, generator: torch.Generator, sampler: int = 0
+    def stretch_errors(
+        self, images: Tensor, context: Any, n: int, s: int, generator: torch.Generator, sampler: int = 0,
+        stepping: str = "own",
     ) -> tuple[Tensor, Tensor]:
         """Per Dot step (k,), Dot's and reuse's MSE against Dash in one group: Dash at step s
-        of n, then the k <= K - 1 Dot steps after it, with sampler number ``sampler``."""
+        of n, then the k <= K - 1 Dot steps after it, with sampler number ``sampler``; between
+        them the sampler steps on as ``stepping`` says (one of ``STEPPINGS``; training: own)."""
         dot_losses, reuse_losses = [], []
 
         def dot_step(step: StretchStep) -> Tensor:
             estimate = step.z_ts + self.dot(step.x_ts, step.x_ti, step.z_ts, step.t_s, step.t_i, step.cond)
             dot_losses.append(nn.functional.mse_loss(estimate.float(), step.target.float()))
             reuse_losses.append(nn.functional.mse_loss(step.z_ts.float(), step.target.float()).detach())
-            return estimate.detach()
+            return step.stepped_with(stepping, own=estimate)
 
         self.walk_stretch(images, context, n, s, generator, dot_step, sampler)
         return torch.stack(dot_losses), torch.stack(reuse_losses)
@@ -269,8 +282,7 @@ class MorseModule(L.LightningModule):
             generator: drives the noise (and a stochastic sampler's steps).
             visit: called at each Dot step i = s+1, ..., s+K-1 (K = ``max_gap``, at most
                 n - 1) with its :class:`StretchStep`; returns the (B, C, H, W) noise estimate
-                the sampler steps on with (Dot's, detached, in training; Dash's own target
-                when Dash's stretches are cached).
+                the sampler steps on with (:meth:`StretchStep.stepped_with`).
         """
         x0 = self.dash.encode(images)
         cond = self.dash.condition(context)

@@ -39,12 +39,12 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from morse_exp.atomic import write_atomic
-from morse_exp.data import EpochSeededSampler, ImageDataModule
-from morse_exp.module import MorseModule, StretchStep
+from morse_exp.data import ImageDataModule, epoch_seeded_loader
+from morse_exp.module import STEPPINGS, MorseModule, StretchStep
 from morse_exp.progress import Progress
 from morse_exp.seeding import sample_seed
 
-STEPPINGS = ("reuse", "teacher")
+CACHED_STEPPINGS = tuple(stepping for stepping in STEPPINGS if stepping != "own")  # a cache has no Dot
 STEP_KEYS = ("x_ts", "z_ts", "t_s", "x_ti", "t_i", "target")
 STREAM_OFFSET = 2 * 10**9  # random streams of the passes: clear of training's and validation's
 TEXT_REFUSED = ("stretches=cached is invalid for a text-conditioned Dash (its captions are not cached): "
@@ -107,7 +107,7 @@ def build_stretches(
                         columns[key].append(getattr(step, key).float().cpu().expand(size))
                     if labels is not None:
                         columns["context"].append(labels)
-                    return step.target if stepping == "teacher" else step.z_ts
+                    return step.stepped_with(stepping)
 
                 module.walk_stretch(batch, labels, n, s, generator, keep, *sampler)
                 progress.update(len(rows))
@@ -134,8 +134,8 @@ class StretchDataModule(L.LightningDataModule):
         super().__init__()
         if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
             raise ValueError(f"stretches.passes={passes!r} is invalid: use an integer >= 1")
-        if stepping not in STEPPINGS:
-            raise ValueError(f"stretches.stepping={stepping!r} is invalid: use one of {', '.join(STEPPINGS)}")
+        if stepping not in CACHED_STEPPINGS:
+            raise ValueError(f"stretches.stepping={stepping!r} is invalid: use one of {', '.join(CACHED_STEPPINGS)}")
         if module.dash.conditioning == "text":
             raise ValueError(TEXT_REFUSED)
         if module.jump_states != "forward":
@@ -202,14 +202,7 @@ class StretchDataModule(L.LightningDataModule):
                                  f"{self.batch_size}: raise stretches.passes")
 
     def train_dataloader(self) -> DataLoader:
-        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-        sampler = EpochSeededSampler(
-            self, self.dataset,
-            num_replicas=torch.distributed.get_world_size() if distributed else 1,
-            rank=torch.distributed.get_rank() if distributed else 0,
-            shuffle=True, seed=self.images.shuffle_seed, drop_last=True,
-        )
-        return DataLoader(self.dataset, batch_size=self.batch_size, sampler=sampler, drop_last=True)
+        return epoch_seeded_loader(self, self.dataset, self.batch_size, self.images.shuffle_seed)
 
     def val_dataloader(self) -> DataLoader:
         return self.images.val_dataloader()
