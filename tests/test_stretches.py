@@ -53,6 +53,33 @@ def test_each_cached_step_is_dashs_answer_on_a_stretch_stepped_as_asked(dash, st
     assert not torch.allclose(cached["target"][:4], cached["z_ts"][:4])  # a stretch, not one state
 
 
+def test_own_stepping_steps_with_the_starting_dots_estimates_and_keys_the_cache_by_its_weights(dash, tmp_path: Path):
+    """stepping="own": the second Dot step's state is reached with the Dot's estimate at the
+    first (an untrained Dot's is reuse's); the cache's name changes with the Dot's weights."""
+    module = ddim_module(dash)
+    module.draw = lambda generator: (6, 1)
+    images = [(torch.rand(1, 8, 8) * 2 - 1, 0) for _ in range(4)]
+    batches = type("Images", (), {"batch_size": 8})()
+    reuse = build_stretches(module, images, group_size=4, passes=1, stepping="reuse")
+    untrained = build_stretches(module, images, group_size=4, passes=1, stepping="own")
+    assert all(torch.equal(untrained[key], reuse[key]) for key in reuse)
+    untrained_key = StretchDataModule(batches, module, tmp_path, stepping="own").key()
+    reuse_key = StretchDataModule(batches, module, tmp_path, stepping="reuse").key()
+    with torch.no_grad():
+        torch.nn.init.normal_(module.dot.head.out.weight, std=0.1)
+    own = build_stretches(module, images, group_size=4, passes=1, stepping="own")
+    assert StretchDataModule(batches, module, tmp_path, stepping="own").key() != untrained_key
+    assert StretchDataModule(batches, module, tmp_path, stepping="reuse").key() == reuse_key
+    first = {key: value[:4] for key, value in own.items()}
+    with torch.no_grad():
+        estimate = first["z_ts"] + module.dot(first["x_ts"], first["x_ti"], first["z_ts"], first["t_s"], first["t_i"], None)
+    timesteps = make_scheduler("ddim", dash.scheduler_config)
+    timesteps.set_timesteps(6)
+    stepped = timesteps.step(estimate, timesteps.timesteps[2], first["x_ti"]).prev_sample
+    assert torch.allclose(own["x_ti"][4:], stepped, atol=1e-5)
+    assert not torch.allclose(own["x_ti"][4:], reuse["x_ti"][4:], atol=1e-5)
+
+
 def test_an_untrained_dots_cached_loss_is_reuses_error(dash):
     module = ddim_module(dash)
     images = [(torch.rand(1, 8, 8) * 2 - 1, 0) for _ in range(6)]
@@ -82,7 +109,7 @@ def test_training_on_cached_stretches_builds_the_cache_once_and_trains_the_same_
 
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"passes": 0}, r"^stretches.passes=0 is invalid: use an integer >= 1$"),
-    ({"stepping": "dot"}, r"^stretches.stepping='dot' is invalid: use one of reuse, teacher$"),
+    ({"stepping": "dot"}, r"^stretches.stepping='dot' is invalid: use one of own, reuse, teacher$"),
     ({"jump_states": "sampled"}, r"^module.jump_states=sampled is invalid with stretches=cached"),
 ])
 def test_bad_cache_settings_are_refused_in_one_line(dash, tmp_path: Path, kwargs: dict, message: str):

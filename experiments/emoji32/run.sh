@@ -12,7 +12,8 @@
 #   bash experiments/emoji32/run.sh fid_curve         # baseline FID, 2-50 LSD, on the shipped Dash
 #   bash experiments/emoji32/run.sh dot               # a slim Dot for stride 4 (resumable); SAMPLER=ddim,
 #                                                     # DOT=default: conf/dot/default.yaml instead;
-#                                                     # STRETCHES=cached: Dash's stretches cached once
+#                                                     # STRETCHES=cached: Dash's stretches cached once,
+#                                                     # STEPPING=own: stepped with the Dot it starts from
 #   bash experiments/emoji32/run.sh ship_dot          # copy it to assets/dot_emoji32_$SAMPLER[_$DOT]
 #   bash experiments/emoji32/run.sh main SEED         # experiment=emoji32_main (the reduced sweep) with the
 #                                                     # Dot of `dot` (else the shipped one), seed set SEED
@@ -33,9 +34,14 @@ SAMPLER=${SAMPLER:-ddim}
 SAMPLER_OPTIONS=(); [ "$SAMPLER" = ddim ] && SAMPLER_OPTIONS=(scheduler.use_clipped_model_output=true)
 DOT=${DOT:-slim}  # the Dot that dot/ship_dot/sweep train and use: conf/dot/$DOT.yaml
 STRETCHES=${STRETCHES:-live}  # conf/stretches/$STRETCHES.yaml: live rollouts, or Dash's stretches cached once
+STEPPING=${STEPPING:-reuse}  # stretches=cached: what the cache steps on with between Dot steps (reuse|own|teacher)
 TAG=$SAMPLER; [ "$DOT" != slim ] && TAG=${SAMPLER}_$DOT  # a Dot other than the model's slim one keeps its own run and asset
 DOT_ASSET=$ASSETS/dot_emoji32_$TAG
-RUN_TAG=$TAG; [ "$STRETCHES" != live ] && RUN_TAG=${TAG}_$STRETCHES  # its own run directory, the same asset
+RUN_TAG=$TAG STRETCH_OPTIONS=()  # its own run directory per way of training, the same asset
+if [ "$STRETCHES" != live ]; then
+  RUN_TAG=${TAG}_$STRETCHES STRETCH_OPTIONS=(stretches.stepping=$STEPPING)
+  [ "$STEPPING" != reuse ] && RUN_TAG=${RUN_TAG}_$STEPPING
+fi
 STEPS=${STEPS:-20000}
 # bf16 autocast where the CPU computes bf16 natively (avx512_bf16 or AMX): a training step of
 # this UNet (batch 64, one thread) takes 1.6 s instead of 2.9 s in fp32 there
@@ -101,7 +107,7 @@ case "${1:-pretrain}" in
     fi
     [ -f $RUNS/train_$RUN_TAG/checkpoints/last.ckpt ] && resume+=(ckpt_path=last)
     python -m morse_exp.train model=unet_emoji32 scheduler=$SAMPLER "${SAMPLER_OPTIONS[@]}" dot=$DOT jump_stride=stride4 \
-      stretches=$STRETCHES trainer.max_steps=$steps trainer.val_check_interval=${VAL_EVERY:-250} trainer.precision=$PRECISION hydra.run.dir=$RUNS/train_$RUN_TAG "${resume[@]}" ;;
+      stretches=$STRETCHES "${STRETCH_OPTIONS[@]}" trainer.max_steps=$steps trainer.val_check_interval=${VAL_EVERY:-250} trainer.precision=$PRECISION hydra.run.dir=$RUNS/train_$RUN_TAG "${resume[@]}" ;;
   ship_dot)
     # the last Dot `dot` saved (at the end of its run) into the package, for the next session
     steps=$(steps_in $RUNS/train_$RUN_TAG/dot/dot.json)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
+from torch import Tensor
 
 from morse_exp.atomic import write_atomic
 from morse_exp.dash import Dash
@@ -29,11 +31,18 @@ RECORD_NAME = "dot.json"
 
 def dash_fingerprint(dash: Dash) -> str:
     """sha256 over Dash's own denoiser weights (LoRA adapters excluded)."""
+    return weights_fingerprint(
+        (name.replace(".base_layer", ""), tensor)
+        for name, tensor in sorted(dash.unet.state_dict().items())
+        if ".lora_" not in name
+    )
+
+
+def weights_fingerprint(weights: Iterable[tuple[str, Tensor]]) -> str:
+    """sha256 over (name, tensor) pairs in the order given, tensors as float32."""
     digest = hashlib.sha256()
-    for name, tensor in sorted(dash.unet.state_dict().items()):
-        if ".lora_" in name:
-            continue
-        digest.update(name.replace(".base_layer", "").encode())
+    for name, tensor in weights:
+        digest.update(name.encode())
         digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     return digest.hexdigest()
 

@@ -17,11 +17,16 @@ Dot) or with Dash's target at the step (``"teacher"``: the states of a perfect D
 differ from the states the Dot meets: a reuse-state Dot has learned corrections that its own
 earlier steps already made, and a teacher state carries the previous step's target, which
 the next one is close to. A Dot that can read either off its inputs does, and does worse on
-its own trajectory (experiments/emoji32/RESULTS.md, "Cached stretches"). Validation stays
-live (held-out images, the Dot's own estimates), so it reports what inference gets.
+its own trajectory (experiments/emoji32/RESULTS.md, "Cached stretches"). ``"own"`` steps with
+the estimates of the Dot the run starts from (``init_from``; an untrained Dot's are reuse's):
+the states that Dot meets at inference, so a run continued from its own last Dot refreshes
+the cache towards the trained Dot's states, as DAgger refreshes its data set with the
+current policy's. Validation stays live (held-out images, the Dot's own estimates), so it
+reports what inference gets.
 The cache is a safetensors file under ``<cache_dir>/stretches/``, named by a hash of
 everything that decides it (Dash weights, samplers, step range, gaps, group size, passes,
-seed, data set), written atomically and reused by every later run with the same settings.
+stepping and, for ``"own"``, the Dot's starting weights, seed, data set), written atomically
+and reused by every later run with the same settings.
 """
 
 from __future__ import annotations
@@ -39,12 +44,12 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from morse_exp.atomic import write_atomic
+from morse_exp.checkpoints import weights_fingerprint
 from morse_exp.data import ImageDataModule, epoch_seeded_loader
 from morse_exp.module import STEPPINGS, MorseModule, StretchStep
 from morse_exp.progress import Progress
 from morse_exp.seeding import sample_seed
 
-CACHED_STEPPINGS = tuple(stepping for stepping in STEPPINGS if stepping != "own")  # a cache has no Dot
 STEP_KEYS = ("x_ts", "z_ts", "t_s", "x_ti", "t_i", "target")
 STREAM_OFFSET = 2 * 10**9  # random streams of the passes: clear of training's and validation's
 TEXT_REFUSED = ("stretches=cached is invalid for a text-conditioned Dash (its captions are not cached): "
@@ -75,8 +80,9 @@ def build_stretches(
         images: the training split: (image (C, H, W) in [-1, 1], label) pairs.
         group_size: images per (n, s) draw, as in a live batch (batch / draws_per_batch).
         passes: how many times every image is noised and walked (each with its own draws).
-        stepping: what the sampler steps on with between Dot steps: "reuse" (z_ts) or
-            "teacher" (Dash's target at the step; an ablation, see the module docstring).
+        stepping: what the sampler steps on with between Dot steps: "reuse" (z_ts), "own"
+            (the estimates of ``module.dot`` as it is now) or "teacher" (Dash's target at the
+            step; an ablation, see the module docstring).
 
     Returns:
         name -> stacked tensor: (E, C, H, W) for x_ts, z_ts, x_ti, target; (E,) float32 for
@@ -107,7 +113,10 @@ def build_stretches(
                         columns[key].append(getattr(step, key).float().cpu().expand(size))
                     if labels is not None:
                         columns["context"].append(labels)
-                    return step.stepped_with(stepping)
+                    if stepping != "own":
+                        return step.stepped_with(stepping)
+                    residual = module.dot(step.x_ts, step.x_ti, step.z_ts, step.t_s, step.t_i, step.cond)
+                    return step.stepped_with(stepping, own=step.z_ts + residual)
 
                 module.walk_stretch(batch, labels, n, s, generator, keep, *sampler)
                 progress.update(len(rows))
@@ -124,7 +133,10 @@ class StretchDataModule(L.LightningDataModule):
         module: the training module the stretches are built for.
         cache_dir: where the cache file lives (``<cache_dir>/stretches/<hash>.safetensors``).
         passes: walks over the training images (>= 1); more passes, more distinct noise.
-        stepping: "reuse" or "teacher" (:func:`build_stretches`).
+        stepping: "reuse", "own" or "teacher" (:func:`build_stretches`); "own" uses the Dot's
+            weights when the cache is first located, in ``prepare_data``: those it starts
+            from (``init_from``), also in a resumed run (Lightning restores a checkpoint's
+            weights after ``prepare_data`` and ``setup``).
     """
 
     def __init__(
@@ -134,8 +146,8 @@ class StretchDataModule(L.LightningDataModule):
         super().__init__()
         if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
             raise ValueError(f"stretches.passes={passes!r} is invalid: use an integer >= 1")
-        if stepping not in CACHED_STEPPINGS:
-            raise ValueError(f"stretches.stepping={stepping!r} is invalid: use one of {', '.join(CACHED_STEPPINGS)}")
+        if stepping not in STEPPINGS:
+            raise ValueError(f"stretches.stepping={stepping!r} is invalid: use one of {', '.join(STEPPINGS)}")
         if module.dash.conditioning == "text":
             raise ValueError(TEXT_REFUSED)
         if module.jump_states != "forward":
@@ -144,14 +156,23 @@ class StretchDataModule(L.LightningDataModule):
         if module.max_gap > 2:
             warnings.warn(
                 f"stretches=cached with gaps up to {module.max_gap - 1}: the Dot steps after the first of each stretch "
-                f"train on {stepping} states, not on the Dot's own (exact only for stride 2; stretches=live is)",
+                f"train on {stepping} states, not on those of the Dot being trained (exact only for stride 2; "
+                "stretches=live is)",
                 stacklevel=2,
             )
         self.images, self.module, self.passes, self.stepping = images, module, passes, stepping
         self.batch_size = images.batch_size
         self.group_size = max(1, images.batch_size // module.draws_per_batch)
-        self.path = Path(cache_dir) / "stretches" / f"{self.key()}.safetensors"
+        self.cache_dir = Path(cache_dir)
+        self._path: Path | None = None
         self.dataset: StretchDataset | None = None
+
+    @property
+    def path(self) -> Path:
+        """The cache file, ``<cache_dir>/stretches/<key>.safetensors``; fixed when first read."""
+        if self._path is None:
+            self._path = self.cache_dir / "stretches" / f"{self.key()}.safetensors"
+        return self._path
 
     def key(self) -> str:
         """Hash of everything the cached stretches depend on."""
@@ -166,6 +187,8 @@ class StretchDataModule(L.LightningDataModule):
             "group_size": self.group_size,
             "passes": self.passes,
             "stepping": self.stepping,
+            # the Dot whose estimates the sampler steps on with
+            "dot": weights_fingerprint(sorted(self.module.dot.trainable_state_dict().items())) if self.stepping == "own" else None,
             "seed": self.module.seed,
         }
         return hashlib.sha256(json.dumps(decided_by, sort_keys=True, default=str).encode()).hexdigest()[:16]
