@@ -309,3 +309,31 @@ def test_a_pattern_or_dot_change_keeps_the_baseline_points(tiny_dash_dir, dot_di
     records = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
     assert [r["method"] for r in records] == ["baseline", "reuse", "morse", "reuse", "morse"]
     assert records[1]["num_steps"] != records[3]["num_steps"]
+
+
+def test_copy_points_from_takes_another_runs_unchanged_points_and_samples_only_the_new_dots(
+    tiny_dash_dir, dot_dir, tmp_path, evaluate
+):
+    """A new Dot's run copies the baseline and reuse points of an earlier run (same settings
+    hash) and samples Morse only; a missing source is refused in one line before any work."""
+    overrides = ["methods=[baseline,reuse,morse]", "baseline_reach=1", "bootstrap.resamples=0", "lsd_budgets=[3]",
+                 "fidelity.enabled=false", f"metric.extractors_dir={tmp_path}/extractors"]  # one extractor for both
+    first = tmp_path / "first"
+    evaluate(tiny_dash_dir, first, *overrides, f"dot_checkpoint={dot_dir}")
+    dash = load_dash(str(tiny_dash_dir))
+    dot = Dot(dash, num_down=1, width=8, lora_rank=2, norm_groups=4)
+    torch.nn.init.normal_(dot.head.out.weight, std=0.2)
+    other_dot = save_dot(dot, tmp_path / "other_dot", {"scheduler": "ddim"})
+    second = tmp_path / "second"
+    evaluate(tiny_dash_dir, second, *overrides, f"dot_checkpoint={other_dot}", f"copy_points_from=[{first}]")
+    earlier = {r["method"]: r for r in map(json.loads, (first / "results.jsonl").read_text().splitlines())}
+    records = [json.loads(line) for line in (second / "results.jsonl").read_text().splitlines()]
+    source = str(first / "results.jsonl")
+    assert [(r["method"], r.get("copied_from")) for r in records] == [
+        ("baseline", source), ("reuse", source), ("morse", None)]
+    assert all(r["fid"] == earlier[r["method"]]["fid"] for r in records[:2])
+    assert records[2]["fid"] != earlier["morse"]["fid"]
+    with pytest.raises(ValueError, match=r"^copy_points_from: .*nowhere is neither a results.jsonl file") as error:
+        evaluate(tiny_dash_dir, tmp_path / "third", *overrides, f"dot_checkpoint={dot_dir}",
+                 f"copy_points_from=[{tmp_path}/nowhere]")
+    assert "\n" not in str(error.value) and not (tmp_path / "third" / "results.jsonl").exists()

@@ -117,12 +117,12 @@ case "${1:-pretrain}" in
   main)
     # The reduced sweep of the README's 32 px table for a new Dot: the points that do not depend
     # on the Dot's weights (baseline; reuse and oracle at the same N) are copied from the shipped
-    # Dot's run of this seed set, $RUNS/main_seed$2 (evaluate's hashes decide what it reuses).
+    # Dot's run of this seed set, $RUNS/main_seed$2, where there is one (evaluate's hashes decide
+    # which points it copies).
     dot=$RUNS/train_$RUN_TAG/dot; [ -f $dot/dot.json ] || dot=$DOT_ASSET
-    dir=$RUNS/main_${RUN_TAG}_$(steps_in $dot/dot.json)_seed$2 shared=$RUNS/main_seed$2/results.jsonl
-    mkdir -p $dir
-    [ -s $dir/results.jsonl ] || [ ! -f $shared ] || grep -v '"method": "morse"' $shared > $dir/results.jsonl || true
-    python -m morse_exp.evaluate experiment=emoji32_main dot=$DOT dot_checkpoint=$dot seed=$2 hydra.run.dir=$dir ;;
+    dir=$RUNS/main_${RUN_TAG}_$(steps_in $dot/dot.json)_seed$2 shared=()
+    [ -f $RUNS/main_seed$2/results.jsonl ] && shared=(copy_points_from=[$RUNS/main_seed$2])
+    python -m morse_exp.evaluate experiment=emoji32_main dot=$DOT dot_checkpoint=$dot seed=$2 "${shared[@]}" hydra.run.dir=$dir ;;
   sweep)
     # run.sh sweep stride4 0: every method at BUDGETS on seed set $3 (0: choose settings, 1: report),
     # NUM_SAMPLES (1,000), the baseline to REACH (2) x the largest budget; fp32, so N is the

@@ -45,10 +45,9 @@ for s in ${STACKED:-1:2 2:2}; do  # Morse with DeepCache at some Dash steps, dep
 done
 
 point() {  # seed, run name, overrides...: one evaluate run in $OUT/seed<seed>/<name>
-  local seed=$1 dir=$OUT/seed$1/$2 shared=$OUT/seed$1/baseline/results.jsonl; shift 2
-  mkdir -p $dir
-  [ -s $dir/results.jsonl ] || [ "$dir" = "$(dirname $shared)" ] || grep '"method": "baseline"' $shared > $dir/results.jsonl
-  "${EVALUATE[@]}" seed=$seed "$@" hydra.run.dir=$dir
+  local seed=$1 dir=$OUT/seed$1/$2 shared=$OUT/seed$1/baseline; shift 2
+  local copied=(); [ "$dir" = "$shared" ] || copied=(copy_points_from=[$shared])
+  "${EVALUATE[@]}" seed=$seed "$@" "${copied[@]}" hydra.run.dir=$dir
 }
 
 runs() { ls -d $OUT/seed$1/*/ | grep -v '/baseline/$'; }  # the rows of a seed's table

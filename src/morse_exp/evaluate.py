@@ -363,6 +363,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     jump = hydra.utils.instantiate(cfg.jump_stride)
     stride = stacked_stride(jump) if "morse_deepcache" in methods else None
     dot_record = check_dot_record(cfg)
+    point_sources = check_point_sources(cfg.get("copy_points_from") or [])
     with_fidelity = fidelity_enabled(cfg)
     datamodule = hydra.utils.instantiate(cfg.dataset)
     datamodule.check_available()
@@ -418,9 +419,16 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     check_coverage(dot_record, cfg.dot_checkpoint, [
         (budget, method, dots[method].dot_schedule(schedule) if isinstance(dots.get(method), MorseDeepCache) else schedule)
         for budget, method, schedule in plans])
+    planned = {(method, budget) for budget, method, _ in plans}  # not points of an earlier, wider sweep
     results_path = out_dir / "results.jsonl"
     done = {(r["method"], r["lsd_budget"]) for r in _read_finished(results_path)
             if r.get("config_hash") == hash_of.get(r["method"])}
+    copies = points_to_copy(point_sources, hash_of, planned - done)
+    if copies and _is_main():
+        for record in copies:
+            append_record(results_path, record)
+        print(f"copied {len(copies)} finished points from {', '.join(map(str, point_sources))}")
+    done |= {(r["method"], r["lsd_budget"]) for r in copies}
     todo = sorted((plan for plan in plans if (plan[1], plan[0]) not in done), key=lambda plan: plan[0])
     reference = None
     if with_fidelity and todo:
@@ -475,7 +483,6 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     sweep.close()
     if not _is_main():
         return {}, {}
-    planned = {(method, budget) for budget, method, _ in plans}  # not points of an earlier, wider sweep
     records = [r for r in read_results(results_path)
                if r.get("config_hash") == hash_of.get(r["method"]) and (r["method"], r["lsd_budget"]) in planned]
     paths = write_report(records, out_dir)
@@ -497,6 +504,32 @@ def _log_table(logger: Any, records: list[dict[str, Any]], plot: Path) -> None:
         logger.log_table(key="results", columns=columns, data=[[r.get(c) for c in columns] for r in records])
         logger.log_image(key="fid_vs_lsd", images=[str(plot)])
     logger.save()
+
+
+def check_point_sources(sources: Sequence[str]) -> list[Path]:
+    """The results.jsonl files of ``copy_points_from`` (a run directory stands for its
+    results.jsonl); one-line ValueError for one that is missing, before any work."""
+    paths = []
+    for source in sources:
+        path = Path(source) / "results.jsonl" if Path(source).is_dir() else Path(source)
+        if not path.is_file():
+            raise ValueError(f"copy_points_from: {source} is neither a results.jsonl file nor a run directory holding "
+                             "one; name an earlier evaluate run's")
+        paths.append(path)
+    return paths
+
+
+def points_to_copy(sources: Sequence[Path], hash_of: dict[str, str], wanted: set[tuple[str, float]]) -> list[dict[str, Any]]:
+    """The finished points of other runs' results files that this run wants ((method, budget)
+    in ``wanted``, with this run's settings hash for the method), each with its source
+    (``copied_from``); the first source holding a point gives it."""
+    copies: dict[tuple[str, float], dict[str, Any]] = {}
+    for source in sources:
+        for record in read_results(source):
+            point = (record.get("method"), record.get("lsd_budget"))
+            if point in wanted and point not in copies and record.get("config_hash") == hash_of.get(point[0]):
+                copies[point] = {**record, "copied_from": str(source)}
+    return list(copies.values())
 
 
 def _read_finished(path: Path) -> list[dict[str, Any]]:
