@@ -13,7 +13,8 @@
 #   bash experiments/emoji32/run.sh dot               # a slim Dot for stride 4 (resumable); SAMPLER=ddim,
 #                                                     # DOT=default: conf/dot/default.yaml instead;
 #                                                     # STRETCHES=cached: Dash's stretches cached once,
-#                                                     # STEPPING=own: stepped with the Dot it starts from
+#                                                     # STEPPING=own: stepped with the Dot it starts from;
+#                                                     # INIT_FROM=<Dot dir>: start there, not at the shipped one
 #   bash experiments/emoji32/run.sh ship_dot          # copy it to assets/dot_emoji32_$SAMPLER[_$DOT]
 #   bash experiments/emoji32/run.sh main SEED         # experiment=emoji32_main (the reduced sweep) with the
 #                                                     # Dot of `dot` (else the shipped one), seed set SEED
@@ -100,10 +101,13 @@ case "${1:-pretrain}" in
     # resume. On a machine without its checkpoints it continues from the shipped Dot of this
     # sampler (init_from, fresh optimiser) for the remaining steps; ship_dot ships it and moves
     # its run directory aside, so that the next `dot` continues from the shipped Dot.
-    steps=${DOT_STEPS:-3000} resume=()
-    if [ -f $DOT_ASSET/dot.json ]; then
-      resume=(init_from=$DOT_ASSET)
-      steps=$((steps - $(steps_in $DOT_ASSET/dot.json)))
+    # INIT_FROM=<a Dot dir>: start from that Dot instead (another sampler's, or the last run's
+    # for a cache refreshed with STEPPING=own; DOT_STEPS counts its steps too).
+    steps=${DOT_STEPS:-3000} resume=() from=${INIT_FROM:-}
+    [ -z "$from" ] && [ -f $DOT_ASSET/dot.json ] && from=$DOT_ASSET
+    if [ -n "$from" ]; then
+      resume=(init_from=$from)
+      steps=$((steps - $(steps_in $from/dot.json)))
     fi
     [ -f $RUNS/train_$RUN_TAG/checkpoints/last.ckpt ] && resume+=(ckpt_path=last)
     python -m morse_exp.train model=unet_emoji32 scheduler=$SAMPLER "${SAMPLER_OPTIONS[@]}" dot=$DOT jump_stride=stride4 \
