@@ -256,13 +256,17 @@ class MorseModule(L.LightningModule):
         dot_losses, reuse_losses = [], []
 
         def dot_step(step: StretchStep) -> Tensor:
-            estimate = step.z_ts + self.dot(step.x_ts, step.x_ti, step.z_ts, step.t_s, step.t_i, step.cond)
+            estimate = self.dot_estimate(step)
             dot_losses.append(nn.functional.mse_loss(estimate.float(), step.target.float()))
             reuse_losses.append(nn.functional.mse_loss(step.z_ts.float(), step.target.float()).detach())
             return step.stepped_with(stepping, own=estimate)
 
         self.walk_stretch(images, context, n, s, generator, dot_step, sampler)
         return torch.stack(dot_losses), torch.stack(reuse_losses)
+
+    def dot_estimate(self, step: StretchStep) -> Tensor:
+        """(B, C, H, W) Morse's noise estimate at a Dot step: Dash's at the jump point plus Dot's residual."""
+        return step.z_ts + self.dot(step.x_ts, step.x_ti, step.z_ts, step.t_s, step.t_i, step.cond)
 
     def walk_stretch(
         self,

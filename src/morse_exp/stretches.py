@@ -113,10 +113,7 @@ def build_stretches(
                         columns[key].append(getattr(step, key).float().cpu().expand(size))
                     if labels is not None:
                         columns["context"].append(labels)
-                    if stepping != "own":
-                        return step.stepped_with(stepping)
-                    residual = module.dot(step.x_ts, step.x_ti, step.z_ts, step.t_s, step.t_i, step.cond)
-                    return step.stepped_with(stepping, own=step.z_ts + residual)
+                    return step.stepped_with(stepping, own=module.dot_estimate(step) if stepping == "own" else None)
 
                 module.walk_stretch(batch, labels, n, s, generator, keep, *sampler)
                 progress.update(len(rows))
