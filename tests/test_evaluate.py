@@ -333,7 +333,13 @@ def test_copy_points_from_takes_another_runs_unchanged_points_and_samples_only_t
         ("baseline", source), ("reuse", source), ("morse", None)]
     assert all(r["fid"] == earlier[r["method"]]["fid"] for r in records[:2])
     assert records[2]["fid"] != earlier["morse"]["fid"]
+    # a copy of a copy names the run that timed the point; seconds are compared within one run only
+    third = tmp_path / "third"
+    evaluate(tiny_dash_dir, third, *overrides, f"dot_checkpoint={other_dot}", f"copy_points_from=[{second}]")
+    records = [json.loads(line) for line in (third / "results.jsonl").read_text().splitlines()]
+    assert [r.get("copied_from") for r in records] == [source, source, str(second / "results.jsonl")]
+    assert json.loads((third / "speedup.json").read_text())["seconds_across_runs"] == ["morse_vs_baseline", "morse_vs_reuse"]
     with pytest.raises(ValueError, match=r"^copy_points_from: .*nowhere is neither a results.jsonl file") as error:
-        evaluate(tiny_dash_dir, tmp_path / "third", *overrides, f"dot_checkpoint={dot_dir}",
+        evaluate(tiny_dash_dir, tmp_path / "fourth", *overrides, f"dot_checkpoint={dot_dir}",
                  f"copy_points_from=[{tmp_path}/nowhere]")
-    assert "\n" not in str(error.value) and not (tmp_path / "third" / "results.jsonl").exists()
+    assert "\n" not in str(error.value) and not (tmp_path / "fourth" / "results.jsonl").exists()

@@ -162,6 +162,24 @@ def test_summarize_without_reuse_reports_only_morse_vs_baseline():
     assert list(summarize(records)["comparisons"]) == ["morse_vs_baseline"]
 
 
+def test_no_speedup_in_seconds_between_points_timed_in_different_runs():
+    """The baseline copied from another run (copy_points_from): its seconds were measured under
+    that run's load, so Morse against it gets an LSD speedup only; reuse, copied from the same
+    run as the baseline, keeps both."""
+    from morse_exp.report import render_markdown
+
+    records = (make_records("baseline", 100.0, copied_from="runs/a/results.jsonl")
+               + make_records("reuse", 70.0, copied_from="runs/a/results.jsonl") + make_records("morse", 50.0))
+    summary = summarize(records)
+    assert list(summary["comparisons"]["morse_vs_baseline"]) == ["lsd"]
+    assert list(summary["comparisons"]["reuse_vs_baseline"]) == ["lsd", "seconds"]
+    assert summary["seconds_across_runs"] == ["morse_vs_baseline", "morse_vs_reuse"]
+    markdown = render_markdown(summary)
+    assert "No speedup in seconds for morse vs baseline, morse vs reuse: their points were timed in different runs" in markdown
+    assert "## Images per second" not in markdown
+    assert summarize(three_curves())["seconds_across_runs"] == []
+
+
 @pytest.mark.parametrize(("key", "value"), [("extractor", "inception_v3"), ("num_samples", 500)])
 def test_summarize_refuses_to_mix_extractors_or_sample_counts(key, value):
     records = make_records("baseline", 100.0) + make_records("morse", 50.0, **{key: value})

@@ -522,13 +522,14 @@ def check_point_sources(sources: Sequence[str]) -> list[Path]:
 def points_to_copy(sources: Sequence[Path], hash_of: dict[str, str], wanted: set[tuple[str, float]]) -> list[dict[str, Any]]:
     """The finished points of other runs' results files that this run wants ((method, budget)
     in ``wanted``, with this run's settings hash for the method), each with its source
-    (``copied_from``); the first source holding a point gives it."""
+    (``copied_from``: the run that sampled it, kept through copies of copies, since its
+    seconds were measured there); the first source holding a point gives it."""
     copies: dict[tuple[str, float], dict[str, Any]] = {}
     for source in sources:
         for record in read_results(source):
             point = (record.get("method"), record.get("lsd_budget"))
             if point in wanted and point not in copies and record.get("config_hash") == hash_of.get(point[0]):
-                copies[point] = {**record, "copied_from": str(source)}
+                copies[point] = {**record, "copied_from": record.get("copied_from", str(source))}
     return list(copies.values())
 
 

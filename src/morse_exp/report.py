@@ -291,7 +291,8 @@ def summarize(
         ``num_samples``, ``metric``, ``lower_is_better``, ``cost_keys``, ``methods`` (those
         present, in display order), ``comparisons`` (``"<method>_vs_<reference>"`` -> cost key
         -> ``average``/``min``/``max`` speedup over exactly defined budgets, ``exact_budgets``,
-        ``bounded_budgets``) and ``table`` (per budget: ``budget``, ``methods`` -> method ->
+        ``bounded_budgets``; no "seconds" entry where the points were timed in different runs:
+        those comparisons are listed in ``seconds_across_runs``) and ``table`` (per budget: ``budget``, ``methods`` -> method ->
         metric and cost values, ``speedups`` -> comparison -> cost key -> ``speedup``,
         ``bound``, ``reference_cost``).
 
@@ -326,12 +327,16 @@ def summarize(
             table[float(record["lsd_budget"])]["methods"][record["method"]][f"{metric}_interval"] = interval
 
     comparisons: dict[str, dict[str, Any]] = {}
+    seconds_across_runs: list[str] = []
     for method, reference in COMPARISONS:
         if method not in by_method or reference not in by_method:
             continue
         name = f"{method}_vs_{reference}"
         comparisons[name] = {}
         for cost_key in cost_keys:
+            if cost_key == "seconds" and not _timed_in_one_run(by_method[method] + by_method[reference]):
+                seconds_across_runs.append(name)
+                continue
             try:
                 entries = lossless_speedup(
                     by_method[reference], by_method[method], cost_key, metric, lower_is_better
@@ -361,8 +366,16 @@ def summarize(
         "cost_keys": list(cost_keys),
         "methods": methods,
         "comparisons": comparisons,
+        "seconds_across_runs": seconds_across_runs,
         "table": list(table.values()),
     }
+
+
+def _timed_in_one_run(records: Sequence[Record]) -> bool:
+    """Whether the wall-clock seconds of ``records`` were all measured in one run: points
+    copied from another run (``copied_from``) were timed under that run's load, so a seconds
+    ratio against this run's points would not be a same-run ratio."""
+    return len({record.get("copied_from") for record in records if _finite(record.get("seconds")) is not None}) <= 1
 
 
 def figure_bytes(figure: Figure) -> bytes:
@@ -452,6 +465,9 @@ def render_markdown(summary: Mapping[str, Any]) -> str:
     lines += markdown_table(
         ["comparison", "cost", "average [95 % interval]", "min", "max", "exact budgets", "bounds"], average_rows
     )
+    if summary.get("seconds_across_runs"):
+        lines += ["", (f"No speedup in seconds for {', '.join(n.replace('_', ' ') for n in summary['seconds_across_runs'])}: "
+                       "their points were timed in different runs (copied_from), under different loads.")]
 
     methods = summary["methods"]
     value_keys = [metric, *cost_keys]
