@@ -60,8 +60,8 @@ class StretchStep:
 
     x_ts, z_ts: (B, C, H, W) Dash's input and noise estimate at the jump point t_s;
     x_ti: (B, C, H, W) the model input at the Dot step t_i; target: (B, C, H, W) Dash's own
-    noise estimate there; t_s, t_i: scalar training-scale timesteps; cond: Dash's
-    conditioning keyword arguments (None for an unconditional Dash).
+    noise estimate there; t_s, t_i: training-scale timesteps, scalars (rollouts) or (B,)
+    (cached batches); cond: Dash's conditioning keyword arguments (None for an unconditional Dash).
     """
 
     x_ts: Tensor
@@ -198,12 +198,12 @@ class MorseModule(L.LightningModule):
             batch: (B, C, H, W) ``x_ts``, ``z_ts``, ``x_ti``, ``target``; (B,) ``t_s``, ``t_i``;
                 (B,) ``context`` class labels for a class-conditional Dash.
         """
-        cond = self.dash.condition(batch.get("context"))
-        residual = self.dot(batch["x_ts"], batch["x_ti"], batch["z_ts"], batch["t_s"], batch["t_i"], cond)
-        target = batch["target"].float()
-        errors = (batch["z_ts"] + residual).float().sub(target).pow(2).flatten(1).mean(1)
+        step = StretchStep(batch["x_ts"], batch["z_ts"], batch["t_s"], batch["x_ti"], batch["t_i"], batch["target"],
+                           self.dash.condition(batch.get("context")))
+        target = step.target.float()
+        errors = self.dot_estimate(step).float().sub(target).pow(2).flatten(1).mean(1)
         if relative:
-            reuse = batch["z_ts"].float().sub(target).pow(2).flatten(1).mean(1)
+            reuse = step.z_ts.float().sub(target).pow(2).flatten(1).mean(1)
             errors = errors / reuse.clamp_min(torch.finfo(reuse.dtype).tiny)
         return errors.mean()
 
