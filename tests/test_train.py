@@ -308,11 +308,14 @@ def test_validation_logs_dot_and_reuse_mse(uninterrupted: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------- DDP
-def test_ddp_on_cpu_writes_one_checkpoint_and_one_dot(tiny_dash: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("stretches", [[], ["stretches=cached", "stretches.passes=1", "stretches.stepping=own"]],
+                         ids=["live", "cached"])
+def test_ddp_on_cpu_writes_one_checkpoint_and_one_dot(tiny_dash: Path, tmp_path: Path, stretches: list[str]) -> None:
+    """Two CPU processes (gloo); with cached stretches, rank 0 builds the one cache both read."""
     run_dir = tmp_path / "run"
     done = subprocess.run(
-        [sys.executable, "-m", "morse_exp.train", "trainer=ddp", "trainer.devices=2",
-         "trainer.accelerator=cpu", *tiny(tiny_dash, 4, 2), f"hydra.run.dir={run_dir}"],
+        [sys.executable, "-m", "morse_exp.train", "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu",
+         *tiny(tiny_dash, 4, 2), *stretches, f"paths.cache_dir={tmp_path}/cache", f"hydra.run.dir={run_dir}"],
         check=False, env=subprocess_env(), cwd=tmp_path, capture_output=True, text=True, timeout=400,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -323,6 +326,7 @@ def test_ddp_on_cpu_writes_one_checkpoint_and_one_dot(tiny_dash: Path, tmp_path:
     assert record["steps"] == 4
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu",
                       weights_only=False)["global_step"] == 4
+    assert len(list((tmp_path / "cache").glob("stretches/*.safetensors"))) == (1 if stretches else 0)
 
 
 # ------------------------------------------------------------------------------- logging
