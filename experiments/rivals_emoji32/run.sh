@@ -6,14 +6,17 @@
 # in LSD (each method costed by its own measured N) and in seconds, 95 % bootstrap intervals.
 # Run from anywhere, one thread per process (2-core machines: THREADS=2 when nothing else runs):
 #   bash experiments/rivals_emoji32/run.sh choose   # seed 0: every setting -> $OUT/seed0/summary.md
-#   bash experiments/rivals_emoji32/run.sh search   # Morse's schedule per budget, calibration seed 100
+#   bash experiments/rivals_emoji32/run.sh search   # Morse's schedule per budget, calibration seed 100,
+#                                                   # for the speedup the report reads (SEARCH_EXTRA: more
+#                                                   # search overrides, e.g. num_samples=256 max_rounds=2)
 #   bash experiments/rivals_emoji32/run.sh report   # seed 1: each method at its best seed-0 setting
 # SAMPLER=ddim (consistent clipping; default) or a stochastic one with its own shipped Dot;
 # BUDGETS, NUM_SAMPLES, REACH (the baseline to REACH x the largest budget), EXTRA (more overrides
 # for every evaluate run), REPORT (where report writes the table: experiments/rivals_emoji32/
-# $SAMPLER); the settings tried: STRIDES, DEEPCACHE, FRACTIONS, STACKED (below).
-# Needs the shipped Dot (src/morse_exp/assets/dot_emoji32_$SAMPLER: experiments/emoji32/run.sh
-# dot, then ship_dot) and stitch's small Dash (assets/dash_emoji32_small: ARCH=unet_emoji32_small
+# $SAMPLER); the settings tried: STRIDES, DEEPCACHE, FRACTIONS, STACKED (below); DOT (a Dot
+# directory; default: the shipped one, src/morse_exp/assets/dot_emoji32_$SAMPLER, made by
+# experiments/emoji32/run.sh dot, then ship_dot): keep one Dot for choose, search and report.
+# Needs stitch's small Dash (assets/dash_emoji32_small: ARCH=unet_emoji32_small
 # experiments/emoji32/run.sh pretrain, then ship). The runs of a seed share one every-step
 # baseline (its points are copied into each run; evaluate reruns none of them).
 set -euo pipefail
@@ -21,11 +24,12 @@ cd "$(dirname "$0")/../.."
 SAMPLER=${SAMPLER:-ddim}
 OUT=${OUT:-outputs/experiments/rivals_emoji32/$SAMPLER}
 ASSETS=src/morse_exp/assets
+DOT=${DOT:-$ASSETS/dot_emoji32_$SAMPLER}
 SAMPLER_OPTIONS=(); [ "$SAMPLER" = ddim ] && SAMPLER_OPTIONS=(scheduler.use_clipped_model_output=true)
 BUDGETS=${BUDGETS:-[4,6,8,12,16]}
 export OMP_NUM_THREADS=${THREADS:-1}
 EVALUATE=(python -m morse_exp.evaluate model=unet_emoji32 scheduler=$SAMPLER "${SAMPLER_OPTIONS[@]}"
-  dot_checkpoint=$ASSETS/dot_emoji32_$SAMPLER stitch.small.pretrained=$ASSETS/dash_emoji32_small
+  dot_checkpoint=$DOT stitch.small.pretrained=$ASSETS/dash_emoji32_small
   "lsd_budgets=$BUDGETS" metric.num_samples=${NUM_SAMPLES:-1000} baseline_reach=${REACH:-2} ${EXTRA:-})
 
 # The settings each method chooses from (run name -> overrides); Morse's runs also measure
@@ -59,7 +63,8 @@ case "${1:-}" in
     python -m morse_exp.report $(runs 0) --out $OUT/seed0 ;;
   search)
     python -m morse_exp.search model=unet_emoji32 scheduler=$SAMPLER "${SAMPLER_OPTIONS[@]}" \
-      dot_checkpoint=$ASSETS/dot_emoji32_$SAMPLER "lsd_budgets=$BUDGETS" seed=100 hydra.run.dir=$OUT/search ;;
+      dot_checkpoint=$DOT "lsd_budgets=$BUDGETS" seed=100 objective=speedup baseline_reach=${REACH:-2} \
+      ${SEARCH_EXTRA:-} hydra.run.dir=$OUT/search ;;
   report)
     point 1 baseline methods=[baseline]
     # per method, its run with the largest average LSD speedup on seed 0
