@@ -19,6 +19,8 @@
 #   bash experiments/emoji32/run.sh main SEED         # experiment=emoji32_main (the reduced sweep) with the
 #                                                     # Dot of `dot` (else the shipped one), seed set SEED
 #   bash experiments/emoji32/run.sh sweep PATTERN SEED   # baseline/reuse/Morse/oracle, e.g. stride4 0
+#   bash experiments/emoji32/run.sh ablation SEED     # the reduced sweep per jump pattern (PATTERNS): Morse
+#                                                     # where the Dot covers its gaps, reuse and oracle always
 #   bash experiments/emoji32/run.sh bench DASH_DIR    # N of the default, slim and wide Dots
 # Without outputs/pretrain/emoji32/checkpoints (a new machine), `pretrain` continues from the
 # shipped Dash's weights (init_from; fresh optimiser) rather than from scratch.
@@ -135,10 +137,22 @@ case "${1:-pretrain}" in
       dot_checkpoint=$RUNS/train_$RUN_TAG/dot "lsd_budgets=${BUDGETS:-[4,6,8,12,16]}" \
       metric.num_samples=${NUM_SAMPLES:-1000} seed=$3 baseline_reach=${REACH:-2} \
       hydra.run.dir=$RUNS/sweep_$RUN_TAG/$2_seed$3 ;;
+  ablation)
+    # emoji32_main's budgets and samples per pattern, with the Dot `main` scores (its baseline points
+    # copied from $RUNS/main_seed$2); the paper's k = B/2 (dot_share) has gaps of ~N, wider than the
+    # stride-4 Dot was trained for, so it gets reuse and the oracle Dot (its ceiling) only
+    dot=$RUNS/train_$RUN_TAG/dot; [ -f $dot/dot.json ] || dot=$DOT_ASSET
+    shared=(); [ -f $RUNS/main_seed$2/results.jsonl ] && shared=(copy_points_from=[$RUNS/main_seed$2])
+    for pattern in ${PATTERNS:-stride2 stride3 stride4 dot_share}; do
+      methods=(); [ "$pattern" = dot_share ] && methods=(methods=[baseline,reuse,oracle])
+      python -m morse_exp.evaluate experiment=emoji32_main dot=$DOT dot_checkpoint=$dot jump_stride=$pattern seed=$2 \
+        "${methods[@]}" "${shared[@]}" hydra.run.dir=$RUNS/ablation_seed$2/$pattern
+    done
+    python -m morse_exp.report $RUNS/ablation_seed$2 --out $RUNS/ablation_seed$2 ;;
   bench)
     for dot in default slim wide; do
       python -m morse_exp.bench model.pretrained="$2" dataset=emoji32 dot=$dot "batch_sizes=[1,64,128,256]" \
         overhead_batch_size=64 output_file=experiments/emoji32/bench/bench_$dot.json hydra.run.dir=outputs/bench/emoji32_$dot
     done ;;
-  *) echo "usage: $0 pretrain|export|ship|extractor|fid_curve|dot|ship_dot|main SEED|sweep PATTERN SEED|bench DASH_DIR" >&2; exit 2 ;;
+  *) echo "usage: $0 pretrain|export|ship|extractor|fid_curve|dot|ship_dot|main SEED|sweep PATTERN SEED|ablation SEED|bench DASH_DIR" >&2; exit 2 ;;
 esac
