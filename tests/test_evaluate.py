@@ -300,7 +300,8 @@ def test_a_deepcache_setting_change_reruns_only_deepcache_points(tiny_dash_dir, 
 
 def test_a_pattern_or_dot_change_keeps_the_baseline_points(tiny_dash_dir, dot_dir, tmp_path, evaluate):
     """The baseline does not depend on the jump pattern, the Dot or N: a rerun that changes them
-    reruns reuse (pattern) and Morse (Dot), never the baseline, whose points are shared."""
+    reruns reuse (pattern) and Morse (Dot's weights, even in the same directory), never the
+    baseline, whose points are shared."""
     overrides = ["methods=[baseline,reuse,morse]", "baseline_reach=1", "bootstrap.resamples=0", "lsd_budgets=[3]",
                  "fidelity.enabled=false"]
     run_dir = tmp_path / "run"
@@ -309,6 +310,14 @@ def test_a_pattern_or_dot_change_keeps_the_baseline_points(tiny_dash_dir, dot_di
     records = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
     assert [r["method"] for r in records] == ["baseline", "reuse", "morse", "reuse", "morse"]
     assert records[1]["num_steps"] != records[3]["num_steps"]
+    # a Dot retrained into the same directory: its weights, not its path, decide Morse's points
+    dot = Dot(load_dash(str(tiny_dash_dir)), num_down=1, width=8, lora_rank=2, norm_groups=4)
+    torch.nn.init.normal_(dot.head.out.weight, std=0.2)
+    save_dot(dot, dot_dir, {"scheduler": "ddim"})
+    evaluate(tiny_dash_dir, run_dir, *overrides, f"dot_checkpoint={dot_dir}", "jump_stride=stride3", "speed_ratio=5.0")
+    records = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    assert [r["method"] for r in records] == ["baseline", "reuse", "morse", "reuse", "morse", "morse"]
+    assert records[5]["fid"] != records[4]["fid"]
 
 
 def test_copy_points_from_takes_another_runs_unchanged_points_and_samples_only_the_new_dots(

@@ -33,7 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from morse_exp.atomic import write_atomic
-from morse_exp.checkpoints import load_dot_weights, read_record
+from morse_exp.checkpoints import load_dot_weights, read_record, weights_fingerprint
 from morse_exp.cli import entry_point, instantiate_logger
 from morse_exp.dash import Dash
 from morse_exp.dot import OracleDot
@@ -162,14 +162,18 @@ weights; DeepCache and stitch have their own patterns and N. Their records hold 
 
 
 def config_hash(cfg: DictConfig, speed_ratio: float, method_settings: dict[str, Any] | None = None,
-                method: str = "morse") -> str:
+                method: str = "morse", dot_weights: str | None = None) -> str:
     """Hash of the settings that decide ``method``'s points (not budgets, devices or paths,
     nor its :data:`NOT_DECIDING` entries); N is one of them, since it decides the schedules.
     ``method_settings``: what decides them beyond the config (a searched pattern's schedules;
     a rival's own settings, e.g. DeepCache's depth and interval, hashed for that method's
-    points only)."""
+    points only). ``dot_weights``: the fingerprint of the loaded Dot's weights, hashed in place
+    of ``dot_checkpoint``'s path, so that a Dot retrained or shipped into the same directory
+    gets new points and a copy of it elsewhere shares them."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
     chosen = {key: resolved.get(key) for key in RESULT_KEYS}
+    if dot_weights is not None:
+        chosen["dot_checkpoint"] = dot_weights
     if method_settings is not None:
         chosen["method_settings"] = method_settings
     chosen["speed_ratio"] = round(float(speed_ratio), 6)
@@ -398,12 +402,14 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     # per method: its jump pattern, N and result hash (a rival has its own)
     pattern_of = dict.fromkeys(methods, jump)
     ratio_of = dict.fromkeys(methods, speed_ratio)
-    hash_of = {method: config_hash(cfg, speed_ratio, getattr(jump, "settings", None), method) for method in methods}
+    dot_weights = weights_fingerprint(sorted(dot.trainable_state_dict().items())) if dot_record else None
+    hash_of = {method: config_hash(cfg, speed_ratio, getattr(jump, "settings", None), method, dot_weights)
+               for method in methods}
     settings_of = {rival: dots[rival].config for rival in rivals}
     for rival in rivals:
         pattern_of[rival] = dots[rival].pattern
         ratio_of[rival] = rival_speed_ratio(cfg, rival, dots[rival], dash, out_dir, contexts, speed_ratio)
-        hash_of[rival] = config_hash(cfg, ratio_of[rival], settings_of[rival], rival)
+        hash_of[rival] = config_hash(cfg, ratio_of[rival], settings_of[rival], rival, dot_weights)
 
     def draw(schedule: DashSchedule, label: str, method: str = "baseline") -> Any:
         return generate(
