@@ -47,6 +47,11 @@ def weights_fingerprint(weights: Iterable[tuple[str, Tensor]]) -> str:
     return digest.hexdigest()
 
 
+def dot_fingerprint(dot: Dot) -> str:
+    """sha256 of a Dot's trainable weights (the ones ``save_dot`` writes), sorted by name."""
+    return weights_fingerprint(sorted(dot.trainable_state_dict().items()))
+
+
 def check_compatible(
     record: dict[str, Any], fingerprint: str, dot_config: dict[str, Any], what: str
 ) -> None:

@@ -33,7 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from morse_exp.atomic import write_atomic
-from morse_exp.checkpoints import load_dot_weights, read_record, weights_fingerprint
+from morse_exp.checkpoints import dot_fingerprint, load_dot_weights, read_record
 from morse_exp.cli import entry_point, instantiate_logger
 from morse_exp.dash import Dash
 from morse_exp.dot import OracleDot
@@ -402,7 +402,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     # per method: its jump pattern, N and result hash (a rival has its own)
     pattern_of = dict.fromkeys(methods, jump)
     ratio_of = dict.fromkeys(methods, speed_ratio)
-    dot_weights = weights_fingerprint(sorted(dot.trainable_state_dict().items())) if dot_record else None
+    dot_weights = dot_fingerprint(dot) if dot_record else None
     hash_of = {method: config_hash(cfg, speed_ratio, getattr(jump, "settings", None), method, dot_weights)
                for method in methods}
     settings_of = {rival: dots[rival].config for rival in rivals}

@@ -44,7 +44,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from morse_exp.atomic import write_atomic
-from morse_exp.checkpoints import weights_fingerprint
+from morse_exp.checkpoints import dot_fingerprint
 from morse_exp.data import ImageDataModule, epoch_seeded_loader
 from morse_exp.module import STEPPINGS, MorseModule, StretchStep
 from morse_exp.progress import Progress
@@ -185,7 +185,7 @@ class StretchDataModule(L.LightningDataModule):
             "passes": self.passes,
             "stepping": self.stepping,
             # the Dot whose estimates the sampler steps on with
-            "dot": weights_fingerprint(sorted(self.module.dot.trainable_state_dict().items())) if self.stepping == "own" else None,
+            "dot": dot_fingerprint(self.module.dot) if self.stepping == "own" else None,
             "seed": self.module.seed,
         }
         return hashlib.sha256(json.dumps(decided_by, sort_keys=True, default=str).encode()).hexdigest()[:16]
