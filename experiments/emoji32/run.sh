@@ -57,6 +57,11 @@ export OMP_NUM_THREADS=${THREADS:-1}  # THREADS=2 when nothing else runs
 # the last checkpoint's "<global step> <steps of the Dash it continued from (init_from)>"
 last_ckpt() { python -c "import torch; c = torch.load('$OUT/checkpoints/last.ckpt', map_location='cpu', weights_only=True); print(c['global_step'], int(c['state_dict'].get('init_steps', 0)))"; }
 steps_in() { python -c "import json, sys; print(json.load(open(sys.argv[1]))['steps'])" "$1"; }  # a provenance or dot.json
+# main and ablation: the Dot they score (the run of `dot` where it finished, else the shipped one),
+# and the points of the shipped Dot's run of seed set $1, $RUNS/main_seed$1, to copy where one exists
+# (evaluate's hashes decide which: the baseline; reuse and the oracle at the same pattern and N)
+scored_dot() { if [ -f $RUNS/train_$RUN_TAG/dot/dot.json ]; then echo $RUNS/train_$RUN_TAG/dot; else echo $DOT_ASSET; fi; }
+shared_points() { if [ -f $RUNS/main_seed$1/results.jsonl ]; then echo "copy_points_from=[$RUNS/main_seed$1]"; fi; }
 PRETRAIN=(python -m morse_exp.pretrain dataset=emoji32 architecture=$ARCH trainer.precision=$PRECISION)
 case "${1:-pretrain}" in
   pretrain)
@@ -121,13 +126,10 @@ case "${1:-pretrain}" in
     mv $RUNS/train_$RUN_TAG $RUNS/train_${RUN_TAG}_$steps
     echo "shipped the $TAG Dot ($steps steps): $DOT_ASSET; its run is now $RUNS/train_${RUN_TAG}_$steps" ;;
   main)
-    # The reduced sweep of the README's 32 px table for a new Dot: the points that do not depend
-    # on the Dot's weights (baseline; reuse and oracle at the same N) are copied from the shipped
-    # Dot's run of this seed set, $RUNS/main_seed$2, where there is one (evaluate's hashes decide
-    # which points it copies).
-    dot=$RUNS/train_$RUN_TAG/dot; [ -f $dot/dot.json ] || dot=$DOT_ASSET
-    dir=$RUNS/main_${RUN_TAG}_$(steps_in $dot/dot.json)_seed$2 shared=()
-    [ -f $RUNS/main_seed$2/results.jsonl ] && shared=(copy_points_from=[$RUNS/main_seed$2])
+    # The reduced sweep of the README's 32 px table for a new Dot; the points that do not depend
+    # on the Dot's weights are copied (shared_points).
+    dot=$(scored_dot) shared=($(shared_points $2))
+    dir=$RUNS/main_${RUN_TAG}_$(steps_in $dot/dot.json)_seed$2
     python -m morse_exp.evaluate experiment=emoji32_main dot=$DOT dot_checkpoint=$dot seed=$2 "${shared[@]}" hydra.run.dir=$dir ;;
   sweep)
     # run.sh sweep stride4 0: every method at BUDGETS on seed set $3 (0: choose settings, 1: report),
@@ -138,11 +140,10 @@ case "${1:-pretrain}" in
       metric.num_samples=${NUM_SAMPLES:-1000} seed=$3 baseline_reach=${REACH:-2} \
       hydra.run.dir=$RUNS/sweep_$RUN_TAG/$2_seed$3 ;;
   ablation)
-    # emoji32_main's budgets and samples per pattern, with the Dot `main` scores (its baseline points
-    # copied from $RUNS/main_seed$2); the paper's k = B/2 (dot_share) has gaps of ~N, wider than the
-    # stride-4 Dot was trained for, so it gets reuse and the oracle Dot (its ceiling) only
-    dot=$RUNS/train_$RUN_TAG/dot; [ -f $dot/dot.json ] || dot=$DOT_ASSET
-    shared=(); [ -f $RUNS/main_seed$2/results.jsonl ] && shared=(copy_points_from=[$RUNS/main_seed$2])
+    # emoji32_main's budgets and samples per pattern, with the Dot `main` scores (shared_points
+    # copied); the paper's k = B/2 (dot_share) has gaps of ~N, wider than the stride-4 Dot was
+    # trained for, so it gets reuse and the oracle Dot (its ceiling) only
+    dot=$(scored_dot) shared=($(shared_points $2))
     for pattern in ${PATTERNS:-stride2 stride3 stride4 dot_share}; do
       methods=(); [ "$pattern" = dot_share ] && methods=(methods=[baseline,reuse,oracle])
       python -m morse_exp.evaluate experiment=emoji32_main dot=$DOT dot_checkpoint=$dot jump_stride=$pattern seed=$2 \
