@@ -198,7 +198,13 @@ def test_resume_reproduces_uninterrupted_run(
         dot_weights(run_dir).values(), dot_weights(reference).values(), strict=True
     )), "half a run already matches the full run: the test would prove nothing"
 
+    # the stopped run's clock, set to a day so that the resumed record's count shows it
+    assert stopped["callbacks"]["StepProgress"]["run_seconds"] > 0
+    stopped["callbacks"]["StepProgress"]["run_seconds"] = day = 86400.0
+    torch.save(stopped, run_dir / "checkpoints" / "last.ckpt")
+    started = time.perf_counter()
     train(run_dir, [*resume_overrides(tiny_dash, 2 * half, epoch_steps), "ckpt_path=last"])
+    resumed_seconds = time.perf_counter() - started
     resumed, expected = dot_weights(run_dir), dot_weights(reference)
     assert resumed.keys() == expected.keys()
     differing = [name for name in expected if not torch.equal(resumed[name], expected[name])]
@@ -206,7 +212,10 @@ def test_resume_reproduces_uninterrupted_run(
         f"{len(differing)}/{len(expected)} Dot tensors differ, e.g. {differing[:3]}; the stopped "
         f"run's last.ckpt has epoch={stopped['epoch']} (0 if written at the end of epoch 0)"
     )
-    assert json.loads((run_dir / "dot" / "dot.json").read_text())["steps"] == 2 * half
+    record = json.loads((run_dir / "dot" / "dot.json").read_text())
+    assert record["steps"] == 2 * half
+    # fit_seconds counts the stopped run's seconds and the resumed run's own part
+    assert day < record["fit_seconds"] < day + resumed_seconds
 
 
 def test_training_killed_at_a_random_step_resumes_bit_identical(tiny_dash: Path, tmp_path: Path) -> None:

@@ -79,11 +79,26 @@ class Progress:
 
 
 class StepProgress(L.Callback):
-    """Training progress in optimiser steps out of ``trainer.max_steps``, with ETA and loss."""
+    """Training progress in optimiser steps out of ``trainer.max_steps``, with ETA and loss,
+    and the run's wall-clock seconds across resumes (:meth:`run_seconds`): its clock starts
+    when the callback is built (with the trainer, just before ``fit``) and a checkpoint carries
+    the seconds so far, which a run resumed from it starts from."""
 
     def __init__(self, label: str = "train") -> None:
         self.label = label
         self.progress: Progress | None = None
+        self.started = time.perf_counter()
+        self.seconds_before = 0.0  # the runs this one resumed, from its checkpoint
+
+    def run_seconds(self) -> float:
+        """Wall-clock seconds of this run so far, the runs it resumed included."""
+        return self.seconds_before + time.perf_counter() - self.started
+
+    def state_dict(self) -> dict[str, float]:
+        return {"run_seconds": self.run_seconds()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.seconds_before = float(state_dict.get("run_seconds", 0.0))  # 0: a checkpoint older than the clock
 
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if trainer.is_global_zero and trainer.max_steps > 0:

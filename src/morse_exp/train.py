@@ -11,7 +11,6 @@ earlier steps too, and a resumed run must name the same ``init_from`` it started
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from morse_exp.checkpoints import load_dot_weights, save_dot
 from morse_exp.cli import CONFIG_PATH, entry_point, instantiate_trainer, resolve_ckpt_path
+from morse_exp.progress import StepProgress
 from morse_exp.schedule import JumpPattern
 from morse_exp.schedulers import scheduler_options
 from morse_exp.speed import machine_speed_ratio
@@ -141,10 +141,9 @@ def run(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     check_steps(cfg, objects["datamodule"])
     init_steps = int(load_dot_weights(objects["dot"], cfg.init_from).get("steps", 0)) if cfg.get("init_from") else 0
     trainer = instantiate_trainer(cfg, "train")
-    start = time.perf_counter()
     # cached Dash stretches (stretches=cached) or the images themselves (live rollouts)
     trainer.fit(objects["module"], datamodule=objects["stretches"] or objects["datamodule"], ckpt_path=ckpt_path)
-    fit_seconds = time.perf_counter() - start
+    clock = next(callback for callback in trainer.callbacks if isinstance(callback, StepProgress))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if trainer.is_global_zero:
         record = {
@@ -157,9 +156,9 @@ def run(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
             # with init_from, the steps of the Dot it continued from too
             "steps": init_steps + trainer.global_step,
             "init_from": cfg.get("init_from"),
-            # wall-clock seconds of this run's fit (validation included; a resumed run counts
-            # only its own part)
-            "fit_seconds": fit_seconds,
+            # wall-clock seconds of the fit (cache building and validation included), the
+            # runs it resumed included; not those of the Dot of init_from
+            "fit_seconds": clock.run_seconds(),
             "metrics": metrics,
             "run_config": OmegaConf.to_container(cfg, resolve=True),
         }
