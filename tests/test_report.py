@@ -18,7 +18,7 @@ from morse_exp.report import (
     summarize,
     write_report,
 )
-from morse_exp.summary import main
+from morse_exp.summary import _error_bar, main
 
 BUDGETS = [float(n) for n in range(1, 41)]  # 1..40 LSD; 2 * b is on the grid for b <= 20
 
@@ -239,6 +239,13 @@ def test_cli_summarizes_a_multirun_directory(tmp_path):
     assert [row["run"] for row in rows] == ["0", "1"]
     assert float(rows[0]["lsd_average"]) == pytest.approx(2.0, abs=1e-6)
     assert (tmp_path / "summary.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_summary_figure_bars_span_the_bootstrap_interval_else_min_max():
+    row = {"lsd_average": 1.5, "lsd_low": 1.4, "lsd_high": 1.7, "lsd_min": 1.2, "lsd_max": 1.8}
+    assert _error_bar(row) == pytest.approx((0.1, 0.2))
+    assert _error_bar({**row, "lsd_low": None, "lsd_high": None}) == pytest.approx((0.3, 0.3))
+    assert _error_bar({**row, "lsd_average": None}) == (0.0, 0.0)
 
 
 def test_summary_rows_name_the_rival_a_run_measured(tmp_path):

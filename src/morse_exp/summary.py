@@ -162,14 +162,20 @@ def _summary_csv(rows: Sequence[Mapping[str, Any]]) -> str:
     return buffer.getvalue()
 
 
+def _error_bar(row: Mapping[str, Any]) -> tuple[float, float]:
+    """(below, above) the run's average LSD speedup: its 95 % bootstrap interval, or the
+    min-max over budgets where it has none (a single exact budget); (0, 0) without an average."""
+    average = row["lsd_average"]
+    if average is None:
+        return 0.0, 0.0
+    low, high = (row["lsd_low"], row["lsd_high"]) if row["lsd_low"] is not None else (row["lsd_min"], row["lsd_max"])
+    return average - low, high - average
+
+
 def _summary_plot(rows: Sequence[Mapping[str, Any]]) -> bytes:
-    """``summary.png``: average LSD speedup per run, min-max error bars, line at 1x."""
-    averages, lows, highs = [], [], []
-    for row in rows:
-        average = row["lsd_average"]
-        averages.append(float("nan") if average is None else average)
-        lows.append(0.0 if average is None else average - row["lsd_min"])
-        highs.append(0.0 if average is None else row["lsd_max"] - average)
+    """``summary.png``: average LSD speedup per run with its 95 % interval, line at 1x."""
+    averages = [float("nan") if row["lsd_average"] is None else row["lsd_average"] for row in rows]
+    lows, highs = zip(*map(_error_bar, rows), strict=True)
     # settings name the runs; path-valued overrides (dot_checkpoint=..., roots) only clutter
     overrides = [[item for item in row["overrides"].split() if "/" not in item.partition("=")[2]]
                  for row in rows]
@@ -184,7 +190,7 @@ def _summary_plot(rows: Sequence[Mapping[str, Any]]) -> bytes:
     figure = Figure(figsize=(max(5.0, 1.8 * len(rows) + 1.5), 4.8))
     axes = figure.add_subplot()
     positions = range(len(rows))
-    bars = axes.bar(positions, averages, yerr=[lows, highs], capsize=4, color="tab:blue", alpha=0.8)
+    bars = axes.bar(positions, averages, yerr=[list(lows), list(highs)], capsize=4, color="tab:blue", alpha=0.8)
     axes.bar_label(
         bars,
         labels=["" if math.isnan(average) else f"{average:.2f}x" for average in averages],
@@ -193,9 +199,13 @@ def _summary_plot(rows: Sequence[Mapping[str, Any]]) -> bytes:
     )
     axes.axhline(1.0, color="black", linewidth=1, linestyle="--", zorder=0.5)  # behind bars
     axes.set_xticks(list(positions), labels, fontsize=8)
-    axes.set_ylabel("lossless speedup in LSD (average, min-max)")
+    with_interval = all(row["lsd_low"] is not None for row in rows if row["lsd_average"] is not None)
+    axes.set_ylabel("lossless speedup in LSD\n(average, " + ("95 % interval)" if with_interval else
+                                                             "95 % interval, else min-max)"))
     title = " / ".join(sorted({row["method"] for row in rows})).replace("morse", "Morse") + " vs baseline, per run"
-    axes.set_title(title + (f" ({' '.join(sorted(shared))})" if shared else ""), fontsize=10)
+    # the settings every run shares, wrapped to the figure's width (summary.md lists them per run)
+    width = round(figure.get_figwidth() * 14)
+    axes.set_title(textwrap.fill(title + (f" ({' '.join(sorted(shared))})" if shared else ""), width), fontsize=9)
     axes.grid(True, axis="y", alpha=0.3)
     return figure_bytes(figure)
 
