@@ -18,7 +18,7 @@
 #   bash experiments/emoji32/run.sh ship_dot          # copy it to assets/dot_emoji32_$SAMPLER[_$DOT]
 #   bash experiments/emoji32/run.sh main SEED         # experiment=emoji32_main (the reduced sweep) with the
 #                                                     # Dot of `dot` (else the shipped one), seed set SEED
-#   bash experiments/emoji32/run.sh sweep PATTERN SEED   # baseline/reuse/Morse/oracle, e.g. stride4 0
+#   bash experiments/emoji32/run.sh sweep PATTERN SEED   # baseline/reuse/Morse/oracle at BUDGETS, e.g. stride3 1
 #   bash experiments/emoji32/run.sh ablation SEED     # the reduced sweep per jump pattern (PATTERNS): Morse
 #                                                     # where the Dot covers its gaps, reuse and oracle always
 #   bash experiments/emoji32/run.sh bench DASH_DIR    # N of the default, slim and wide Dots
@@ -132,12 +132,15 @@ case "${1:-pretrain}" in
     dir=$RUNS/main_${RUN_TAG}_$(steps_in $dot/dot.json)_seed$2
     python -m morse_exp.evaluate experiment=emoji32_main dot=$DOT dot_checkpoint=$dot seed=$2 "${shared[@]}" hydra.run.dir=$dir ;;
   sweep)
-    # run.sh sweep stride4 0: every method at BUDGETS on seed set $3 (0: choose settings, 1: report),
-    # NUM_SAMPLES (1,000), the baseline to REACH (2) x the largest budget; fp32, so N is the
-    # paper's latency ratio at batch 500 (9-12 with the slim Dot)
+    # run.sh sweep stride3 0: every method at BUDGETS on seed set $3 (0: choose settings, 1: report),
+    # NUM_SAMPLES (1,000), the baseline to REACH (2) x the largest budget, with the Dot `main`
+    # scores and the points of main_seed$3 copied where they match; fp32, so N is the paper's
+    # latency ratio at batch 500. EXTRA: more overrides (fidelity.enabled=false: no PSNR, whose
+    # every-step reference costs ~2 Dash calls per LSD at stride 3)
+    dot=$(scored_dot) shared=($(shared_points $3))
     python -m morse_exp.evaluate model=unet_emoji32 scheduler=$SAMPLER "${SAMPLER_OPTIONS[@]}" dot=$DOT jump_stride=$2 \
-      dot_checkpoint=$RUNS/train_$RUN_TAG/dot "lsd_budgets=${BUDGETS:-[4,6,8,12,16]}" \
-      metric.num_samples=${NUM_SAMPLES:-1000} seed=$3 baseline_reach=${REACH:-2} \
+      dot_checkpoint=$dot "lsd_budgets=${BUDGETS:-[4,6,8,12,16]}" \
+      metric.num_samples=${NUM_SAMPLES:-1000} seed=$3 baseline_reach=${REACH:-2} "${shared[@]}" ${EXTRA:-} \
       hydra.run.dir=$RUNS/sweep_$RUN_TAG/$2_seed$3 ;;
   ablation)
     # emoji32_main's budgets and samples per pattern, with the Dot `main` scores (shared_points
