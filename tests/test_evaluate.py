@@ -320,6 +320,23 @@ def test_a_pattern_or_dot_change_keeps_the_baseline_points(tiny_dash_dir, dot_di
     assert records[5]["fid"] != records[4]["fid"]
 
 
+def test_psnr_curves_keep_only_points_measured_against_the_runs_own_reference(tiny_dash_dir, tmp_path, evaluate):
+    """PSNR's reference (every-step Dash at 1.5 x the largest planned budget) depends on the
+    budgets: a point copied from a run with other budgets keeps its FID but stays out of this
+    run's PSNR curves; each point records its reference's steps."""
+    overrides = ["methods=[baseline]", "baseline_reach=1", "bootstrap.resamples=0",
+                 f"metric.extractors_dir={tmp_path}/extractors"]
+    first, second = tmp_path / "first", tmp_path / "second"
+    evaluate(tiny_dash_dir, first, *overrides, "lsd_budgets=[3]")
+    evaluate(tiny_dash_dir, second, *overrides, "lsd_budgets=[3,4]", f"copy_points_from=[{first}]")
+    records = [json.loads(line) for line in (second / "results.jsonl").read_text().splitlines()]
+    assert [(r["lsd_budget"], r["psnr_reference_steps"], "copied_from" in r) for r in records] == [
+        (3.0, 5, True), (4.0, 6, False)]
+    fid_budgets = [row["budget"] for row in json.loads((second / "speedup.json").read_text())["table"]]
+    psnr_budgets = [row["budget"] for row in json.loads((second / "speedup_psnr.json").read_text())["table"]]
+    assert (fid_budgets, psnr_budgets) == ([3.0, 4.0], [4.0])
+
+
 def test_copy_points_from_takes_another_runs_unchanged_points_and_samples_only_the_new_dots(
     tiny_dash_dir, dot_dir, tmp_path, evaluate
 ):

@@ -436,10 +436,14 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         print(f"copied {len(copies)} finished points from {', '.join(map(str, point_sources))}")
     done |= {(r["method"], r["lsd_budget"]) for r in copies}
     todo = sorted((plan for plan in plans if (plan[1], plan[0]) not in done), key=lambda plan: plan[0])
-    reference = None
-    if with_fidelity and todo:
-        steps = cfg.fidelity.reference_steps or math.ceil(1.5 * max(b for b, _, _ in plans))
-        reference = draw(DashSchedule.every_step(steps), f"fidelity reference ({steps} steps)").images
+    # PSNR's reference: every-step Dash, by default at 1.5 x the largest budget of this run's plan,
+    # so points of runs with other budgets (copied, or resumed after a budget change) may carry
+    # a PSNR against another reference: each point records its reference's steps
+    reference, reference_steps = None, None
+    if with_fidelity:
+        reference_steps = cfg.fidelity.reference_steps or math.ceil(1.5 * max(b for b, _, _ in plans))
+    if reference_steps is not None and todo:
+        reference = draw(DashSchedule.every_step(reference_steps), f"fidelity reference ({reference_steps} steps)").images
     logger = instantiate_logger(cfg) if _is_main() else False
     common = {
         "model": str(dash.source), "dataset": datamodule.name, "scheduler": cfg.scheduler.name,
@@ -462,6 +466,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         if reference is not None:
             scores["psnr"] = psnr(generated.images, reference)
             scores["ssim"] = ssim(generated.images, reference)
+            scores["psnr_reference_steps"] = reference_steps
         record = {
             **common, "method": method, "speed_ratio": ratio_of[method], "config_hash": hash_of[method],
             **({"method_settings": settings_of[method], "jump_stride": None} if method in settings_of else {}),
@@ -493,7 +498,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
                if r.get("config_hash") == hash_of.get(r["method"]) and (r["method"], r["lsd_budget"]) in planned]
     paths = write_report(records, out_dir)
     if with_fidelity:
-        write_report(records, out_dir, metric="psnr", lower_is_better=False)
+        write_psnr_report(records, reference_steps, out_dir)
     write_atomic(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True).encode())
     if logger:
         _log_table(logger, records, Path(paths.plot))
@@ -502,6 +507,21 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
           f"{Path(paths.plot).name}, results.jsonl, samples/")
     summary = json.loads(Path(paths.json).read_text())
     return summary, {"records": records, "dash": dash, "dot": dot}
+
+
+def write_psnr_report(records: list[dict[str, Any]], reference_steps: int, out_dir: Path) -> None:
+    """``speedup_psnr.*`` and ``psnr_vs_lsd.png`` from the points whose PSNR was measured
+    against this run's reference (every-step Dash at ``reference_steps``); the others (copied
+    from, or resumed after, a run with other budgets, or recorded before points named their
+    reference) are left out, with one line saying how many, and no report without a baseline."""
+    comparable = [r for r in records if r.get("psnr_reference_steps") == reference_steps]
+    if len(comparable) < len(records):
+        print(f"PSNR: {len(records) - len(comparable)} of {len(records)} points left out, their PSNR was measured "
+              f"against another reference than every-step Dash at {reference_steps} steps (or none recorded)")
+    if not any(r["method"] == "baseline" for r in comparable):
+        print("PSNR report not written: no baseline point measured against this run's reference")
+        return
+    write_report(comparable, out_dir, metric="psnr", lower_is_better=False)
 
 
 def _log_table(logger: Any, records: list[dict[str, Any]], plot: Path) -> None:
