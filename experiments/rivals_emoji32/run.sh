@@ -10,6 +10,10 @@
 #                                                   # for the speedup the report reads (SEARCH_EXTRA: more
 #                                                   # search overrides, e.g. num_samples=256 max_rounds=2)
 #   bash experiments/rivals_emoji32/run.sh report   # seed 1: each method at its best seed-0 setting
+#   bash experiments/rivals_emoji32/run.sh seconds  # seed 1: Morse, reuse, DeepCache and stitch at their
+#                                                   # chosen settings in ONE run with its own baseline, so
+#                                                   # that speedups in seconds are timed in one run
+#                                                   # (report's runs share a copied baseline: LSD only)
 # SAMPLER=ddim (consistent clipping; default) or a stochastic one with its own shipped Dot;
 # BUDGETS, NUM_SAMPLES, REACH (the baseline to REACH x the largest budget), EXTRA (more overrides
 # for every evaluate run), REPORT (where report writes the table: experiments/rivals_emoji32/
@@ -56,19 +60,9 @@ point() {  # seed, run name, overrides...: one evaluate run in $OUT/seed<seed>/<
 
 runs() { ls -d $OUT/seed$1/*/ | grep -v '/baseline/$'; }  # the rows of a seed's table
 
-case "${1:-}" in
-  choose)
-    point 0 baseline methods=[baseline]
-    for name in $(printf '%s\n' "${!SETTINGS[@]}" | sort); do point 0 $name ${SETTINGS[$name]}; done
-    python -m morse_exp.report $(runs 0) --out $OUT/seed0 ;;
-  search)
-    python -m morse_exp.search model=unet_emoji32 scheduler=$SAMPLER "${SAMPLER_OPTIONS[@]}" \
-      dot_checkpoint=$DOT "lsd_budgets=$BUDGETS" seed=100 objective=speedup baseline_reach=${REACH:-2} \
-      ${SEARCH_EXTRA:-} hydra.run.dir=$OUT/search ;;
-  report)
-    point 1 baseline methods=[baseline]
-    # per method, its run with the largest average LSD speedup on seed 0
-    names=$(python - $OUT/seed0/summary.csv <<'PY'
+# names: per method, its run with the largest average LSD speedup on seed 0 (choose's summary)
+chosen() {
+  names=$(python - $OUT/seed0/summary.csv <<'PY'
 import csv, sys
 best, unread = {}, set()
 for row in csv.DictReader(open(sys.argv[1])):
@@ -80,12 +74,37 @@ for method in sorted(unread - set(best)):
     print(f"{method}: no run with an exact speedup on seed 0 (widen REACH or BUDGETS); left out", file=sys.stderr)
 print("\n".join(name for name, _ in best.values()))
 PY
-    )
-    [ -n "$names" ] || { echo "$OUT/seed0/summary.csv: no run has an exact speedup to choose by" >&2; exit 1; }
+  )
+  [ -n "$names" ] || { echo "$OUT/seed0/summary.csv: no run has an exact speedup to choose by" >&2; exit 1; }
+}
+
+case "${1:-}" in
+  choose)
+    point 0 baseline methods=[baseline]
+    for name in $(printf '%s\n' "${!SETTINGS[@]}" | sort); do point 0 $name ${SETTINGS[$name]}; done
+    python -m morse_exp.report $(runs 0) --out $OUT/seed0 ;;
+  search)
+    python -m morse_exp.search model=unet_emoji32 scheduler=$SAMPLER "${SAMPLER_OPTIONS[@]}" \
+      dot_checkpoint=$DOT "lsd_budgets=$BUDGETS" seed=100 objective=speedup baseline_reach=${REACH:-2} \
+      ${SEARCH_EXTRA:-} hydra.run.dir=$OUT/search ;;
+  report)
+    point 1 baseline methods=[baseline]
+    chosen
     for name in $names; do point 1 $name ${SETTINGS[$name]}; done
     if [ -f $OUT/search/schedules.yaml ]; then
       point 1 morse_searched jump_stride=searched jump_stride.path=$OUT/search/schedules.yaml
     fi
     python -m morse_exp.report $(runs 1) --out ${REPORT:-experiments/rivals_emoji32/$SAMPLER} ;;
-  *) echo "usage: $0 choose|search|report" >&2; exit 2 ;;
+  seconds)
+    # the chosen settings of Morse (its pattern), DeepCache and stitch merged into one run; Morse +
+    # DeepCache (a pattern of its own) and the searched schedule stay in report's runs
+    overrides=() methods=(baseline)
+    chosen
+    for name in $names; do
+      case $name in morse_deepcache_*) continue ;; morse_*) methods+=(reuse morse) ;; *) methods+=(${name%%_*}) ;; esac
+      for item in ${SETTINGS[$name]}; do [[ $item == methods=* ]] || overrides+=($item); done
+    done
+    "${EVALUATE[@]}" seed=1 "methods=[$(IFS=,; echo "${methods[*]}")]" "${overrides[@]}" \
+      hydra.run.dir=$OUT/seconds_seed1 ;;
+  *) echo "usage: $0 choose|search|report|seconds" >&2; exit 2 ;;
 esac
