@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from morse_exp.checkpoints import load_dot_weights, save_dot
 from morse_exp.dash import Dash
-from morse_exp.dot import Dot
+from morse_exp.dot import Dot, base_estimate
+from morse_exp.schedulers import make_scheduler
 
 
 def _inputs(batch=3, size=8):
@@ -119,3 +121,35 @@ def test_up_path_mirrors_the_down_path_with_a_time_conditioned_block_at_full_res
     assert resolutions[:num_down] == [size // 2 ** (num_down - 1 - j) for j in range(num_down)]
     assert all(block.block.time_emb_proj is not None for block in dot.up)  # time-conditioned
     assert not torch.allclose(early, late)
+
+
+def test_x0_base_is_the_noise_that_dashs_data_estimate_implies_at_the_current_state(training_config):
+    alphas = make_scheduler("ddpm", training_config).alphas_cumprod
+    torch.manual_seed(0)
+    x0, z, fresh = (torch.randn(2, 1, 8, 8) for _ in range(3))
+    for t_s, t_i in ((torch.tensor([700, 400]), torch.tensor([600, 250])), (torch.tensor(500), torch.tensor(420))):
+        a_s, a_i = (alphas[t].reshape(-1, 1, 1, 1) for t in (t_s, t_i))
+        x_ts = a_s.sqrt() * x0 + (1 - a_s).sqrt() * z
+        # reuse's own next state (a first-order deterministic step on z): the x0 base is z itself
+        on_reuse = a_i.sqrt() * x0 + (1 - a_i).sqrt() * z
+        torch.testing.assert_close(base_estimate("x0", x_ts, z, t_s, on_reuse, t_i, alphas), z, atol=1e-4, rtol=0)
+        # a state with fresh noise (a stochastic step): the x0 base is that noise; the eps base stays z
+        noisy = a_i.sqrt() * x0 + (1 - a_i).sqrt() * fresh
+        torch.testing.assert_close(base_estimate("x0", x_ts, z, t_s, noisy, t_i, alphas), fresh, atol=1e-4, rtol=0)
+        assert torch.equal(base_estimate("eps", x_ts, z, t_s, noisy, t_i), z)
+
+
+def test_an_unknown_base_is_refused_in_one_line(dash):
+    with pytest.raises(ValueError, match=r"^dot.base='v' is invalid: use one of eps, x0$"):
+        Dot(dash, num_down=1, width=8, lora_rank=2, norm_groups=4, base="v")
+
+
+def test_a_dot_is_evaluated_only_with_the_base_it_was_trained_with(training_config, make_unet, tmp_path):
+    """A saved Dot records its base; loading it into a Dot of another base is refused in one line
+    naming the setting, except as a training run's starting point (same_base=False)."""
+    trained = Dot(Dash(make_unet(seed=4), training_config), num_down=1, width=8, lora_rank=2, norm_groups=4, base="x0")
+    save_dot(trained, tmp_path / "dot", {"scheduler": "ddpm"})
+    other = Dot(Dash(make_unet(seed=4), training_config), num_down=1, width=8, lora_rank=2, norm_groups=4)
+    with pytest.raises(ValueError, match=r"trained with dot.base=x0, but this run builds dot.base=eps: set dot.base=x0$"):
+        load_dot_weights(other, tmp_path / "dot")
+    assert load_dot_weights(other, tmp_path / "dot", same_base=False)["dot_base"] == "x0"

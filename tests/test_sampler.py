@@ -93,6 +93,19 @@ def test_untrained_dot_equals_reuse_loop(dash, training_config, name):
     assert (stats.dash_calls, stats.dot_calls) == (3, 5)
 
 
+def test_an_untrained_x0_base_dot_is_reuse_under_unclipped_ddim_but_not_under_ddpm(dash, training_config):
+    """The x0 base keeps Dash's data estimate: on a first-order deterministic step (DDIM without
+    clipping) that is reuse itself; where each step adds fresh noise (DDPM) it is not."""
+    dot = Dot(dash, num_down=1, width=8, lora_rank=2, norm_groups=4, base="x0")
+
+    def run(name, dot=None):
+        return sample(dash, make_scheduler(name, training_config, clip_sample=False), DashSchedule.from_stride(STEPS, 3),
+                      sample_generators(1, range(3)), dot=dot)[0]
+
+    assert (run("ddim", dot) - run("ddim")).abs().max() <= 1e-4
+    assert (run("ddpm", dot) - run("ddpm")).abs().max() > 1e-2
+
+
 @pytest.mark.parametrize("name", list(SCHEDULERS))
 @pytest.mark.parametrize("stride", [2, 3])
 def test_oracle_dot_reproduces_every_step_dash(dash, training_config, name, stride):

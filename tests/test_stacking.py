@@ -77,3 +77,10 @@ def test_bad_settings_are_one_line(kwargs, key):
     with pytest.raises(ValueError, match=f"^{key} is invalid") as error:
         MorseDeepCache(dash, dot, **{"stride": 2, **kwargs})
     assert "\n" not in str(error.value)
+
+
+def test_a_dot_with_the_x0_base_is_refused_in_one_line():
+    dash = three_level_dash()
+    dot = Dot(dash, num_down=1, width=8, lora_rank=2, norm_groups=4, base="x0")
+    with pytest.raises(ValueError, match=r"^morse_deepcache stacks a Dot with dot.base=eps, not dot.base=x0: "):
+        MorseDeepCache(dash, dot, stride=2)

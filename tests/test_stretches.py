@@ -90,6 +90,25 @@ def test_an_untrained_dots_cached_loss_is_reuses_error(dash):
     assert len(cached["t_s"]) >= 2 * 6  # every image walked in each pass, >= 1 Dot step each
 
 
+def test_the_x0_base_is_what_reuse_steps_on_and_keys_its_own_cache(dash, tmp_path: Path):
+    """With dot.base=x0 an untrained Dot's (reuse's) estimate at a Dot step is the x0 base, the
+    cached loss is relative to it, and the cache is another one than the eps base's."""
+    eps_module = ddim_module(dash)
+    batches = type("Images", (), {"batch_size": 8})()
+    eps_key = StretchDataModule(batches, eps_module, tmp_path, stepping="reuse").key()
+    dash = copy.deepcopy(dash)
+    dot = Dot(dash, num_down=1, width=8, lora_rank=2, norm_groups=4, base="x0")
+    module = MorseModule(dash, dot, lambda base_config: make_scheduler("ddpm", base_config), max_gap=3,
+                         fine_steps=[6, 6])
+    assert StretchDataModule(batches, module, tmp_path, stepping="reuse").key() != eps_key
+    images = [(torch.rand(1, 8, 8) * 2 - 1, 0) for _ in range(4)]
+    cached = build_stretches(module, images, group_size=4, passes=1)
+    step = module.stretch_step(*(cached[key] for key in ("x_ts", "z_ts", "t_s", "x_ti", "t_i", "target")), None)
+    assert not torch.allclose(step.base, step.z_ts, atol=1e-3)  # DDPM's fresh noise: the bases differ
+    assert torch.allclose(module.dot_estimate(step), step.base)
+    assert torch.allclose(module.cached_loss(cached, relative=True), torch.tensor(1.0))
+
+
 def test_training_on_cached_stretches_builds_the_cache_once_and_trains_the_same_dot(tmp_path: Path):
     dash = save_tiny_dash(tmp_path / "dash", seed=0)
     cache = tmp_path / "cache"

@@ -280,11 +280,14 @@ def test_init_from_continues_from_a_saved_dot_and_counts_its_steps(
     given = uninterrupted / "dot"
     train(tmp_path / "more", [*tiny(tiny_dash, 2, 2), f"init_from={given}", "module.lr=1e-12"])
     record = json.loads((tmp_path / "more" / "dot" / "dot.json").read_text())
-    earlier = json.loads((given / "dot.json").read_text())["steps"]
-    assert record["steps"] == earlier + 2 and record["init_from"] == str(given)
+    earlier = json.loads((given / "dot.json").read_text())
+    assert record["steps"] == earlier["steps"] + 2 and record["init_from"] == str(given)
     before, after = load_file(given / "dot.safetensors"), load_file(tmp_path / "more" / "dot" / "dot.safetensors")
     assert all(torch.allclose(before[name], after[name], rtol=0, atol=1e-6) for name in before)
     assert any((before[name] - after[name]).abs().max() > 0 for name in before)  # it did train
+    # a Dot of another base (dot.base) is a starting point too; the new Dot records its own
+    train(tmp_path / "x0", [*tiny(tiny_dash, 2, 2), f"init_from={given}", "dot.base=x0"])
+    assert (earlier["dot_base"], json.loads((tmp_path / "x0" / "dot" / "dot.json").read_text())["dot_base"]) == ("eps", "x0")
     with pytest.raises(ValueError, match=r"^Dot .* was trained for another Dash"):
         train(tmp_path / "other", [*tiny(other_dash, 2, 2), f"init_from={given}"])
     assert not (tmp_path / "other" / "checkpoints").exists()

@@ -49,6 +49,7 @@ def main() -> None:
     overrides = [f"model={args.model}", f"scheduler={record['scheduler']}",
                  *(f"scheduler.{key}={value}" for key, value in record["scheduler_options"].items()),
                  f"module.max_gap={record['coverage']['max_gap']}", f"module.jump_states={args.states}",
+                 f"dot.base={record.get('dot_base', 'eps')}",
                  *([f"dot={args.dot_config}"] if args.dot_config else [])]
     objects = build(compose_config("train", overrides, out))
     load_dot_weights(objects["dot"], args.dot)

@@ -53,9 +53,10 @@ def dot_fingerprint(dot: Dot) -> str:
 
 
 def check_compatible(
-    record: dict[str, Any], fingerprint: str, dot_config: dict[str, Any], what: str
+    record: dict[str, Any], fingerprint: str, dot_config: dict[str, Any], what: str, base: str | None = None
 ) -> None:
-    """Refuse a Dot made for another Dash or another Dot construction (one-line ValueError)."""
+    """Refuse a Dot made for another Dash, another Dot construction or (``base`` given) another
+    base estimate (one-line ValueError); a record without ``dot_base`` predates bases: "eps"."""
     if record.get("dash_fingerprint") != fingerprint:
         raise ValueError(
             f"{what} was trained for another Dash ({record.get('dash_source', '?')}, "
@@ -65,6 +66,10 @@ def check_compatible(
     saved = record.get("dot_config")
     if saved is not None and saved != dot_config:
         raise ValueError(f"{what} has Dot settings {saved}, but this run builds {dot_config}")
+    saved_base = record.get("dot_base", "eps")
+    if base is not None and saved_base != base:
+        raise ValueError(f"{what} was trained with dot.base={saved_base}, but this run builds dot.base={base}: "
+                         f"set dot.base={saved_base}")
 
 
 def save_dot(dot: Dot, directory: str | Path, record: dict[str, Any]) -> Path:
@@ -76,6 +81,7 @@ def save_dot(dot: Dot, directory: str | Path, record: dict[str, Any]) -> Path:
         "dash_fingerprint": dash_fingerprint(dot.dash),
         "dash_source": dot.dash.source,
         "dot_config": dot.config,
+        "dot_base": dot.base,
     }
     weights = {name: t.contiguous().cpu() for name, t in dot.trainable_state_dict().items()}
     write_atomic(directory / WEIGHTS_NAME, save(weights))
@@ -100,14 +106,16 @@ def read_record(directory: str | Path) -> dict[str, Any]:
     return record
 
 
-def load_dot_weights(dot: Dot, directory: str | Path) -> dict[str, Any]:
-    """Load saved weights into ``dot`` after checking they were made for its Dash and settings.
+def load_dot_weights(dot: Dot, directory: str | Path, same_base: bool = True) -> dict[str, Any]:
+    """Load saved weights into ``dot`` after checking they were made for its Dash and settings
+    (and, with ``same_base``, for its base estimate: a training run may start from a Dot of
+    another base, evaluation may not).
 
     Returns:
         the saved record (scheduler, jump pattern, run config...).
     """
     record = read_record(directory)
-    check_compatible(record, dash_fingerprint(dot.dash), dot.config, f"Dot {directory}")
+    check_compatible(record, dash_fingerprint(dot.dash), dot.config, f"Dot {directory}", dot.base if same_base else None)
     try:
         weights = load_file(Path(directory) / WEIGHTS_NAME)
     except (SafetensorError, OSError) as error:

@@ -23,6 +23,14 @@ the body's final features, is captured), so any diffusers UNet class works uncha
 
 Dot's own blocks are conditioned on t_i and on the jump gap t_s - t_i through diffusers'
 timestep embeddings; the UNet body gets t_i through Dash's own time embedding.
+
+The residual is added to a *base* estimate at t_i made from Dash's last one (``base``):
+``"eps"`` keeps Dash's noise estimate z_ts (the paper's Dot; with a zero residual, reuse);
+``"x0"`` keeps Dash's data estimate x0_s = (x_ts - sqrt(1 - a_s) z_ts) / sqrt(a_s) and gives
+the noise that it implies at the current state, (x_ti - sqrt(a_i) x0_s) / sqrt(1 - a_i)
+(a = alphas_cumprod). For a first-order deterministic step (DDIM) the two coincide on reuse's
+own states; a stochastic sampler's fresh noise in x_ti is absorbed by the x0 base only, so
+there the "eps" base leaves the Dot to learn a noise-dependent linear map.
 """
 
 from __future__ import annotations
@@ -41,6 +49,37 @@ from torch import Tensor, nn
 from morse_exp.dash import Dash, _timestep_batch
 
 DEFAULT_LORA_TARGETS = ("conv1", "conv2", "to_q", "to_k", "to_v", "to_out.0", "time_emb_proj")
+DOT_BASES = ("eps", "x0")
+
+
+def base_estimate(
+    base: str, x_ts: Tensor, z_ts: Tensor, t_s: Tensor | float, x_ti: Tensor, t_i: Tensor | float,
+    alphas_cumprod: Tensor | None = None,
+) -> Tensor:
+    """The (B, C, H, W) noise estimate at t_i that a Dot's residual is added to (module docstring).
+
+    Args:
+        base: one of :data:`DOT_BASES`.
+        x_ts, z_ts: (B, C, H, W) Dash's input and noise estimate at the jump point t_s.
+        x_ti: (B, C, H, W) the model input at t_i.
+        t_s, t_i: scalar or (B,) training-scale timesteps (fractional ones interpolate).
+        alphas_cumprod: (T,) the Dash's training schedule (needed by "x0" only).
+    """
+    if base == "eps":
+        return z_ts
+    a_s, a_i = (_alpha_bar(alphas_cumprod, t, x_ti) for t in (t_s, t_i))
+    x0 = (x_ts.float() - (1 - a_s).sqrt() * z_ts.float()) / a_s.sqrt()
+    return ((x_ti.float() - a_i.sqrt() * x0) / (1 - a_i).sqrt()).to(z_ts.dtype)
+
+
+def _alpha_bar(alphas_cumprod: Tensor, t: Tensor | float, like: Tensor) -> Tensor:
+    """alphas_cumprod at timestep(s) t, linearly interpolated; shaped to broadcast over ``like``."""
+    alphas = alphas_cumprod.to(like.device, torch.float32)
+    t = torch.as_tensor(t, device=like.device, dtype=torch.float32).clamp(0, len(alphas) - 1)
+    low = t.floor().long()
+    high = (low + 1).clamp(max=len(alphas) - 1)
+    value = torch.lerp(alphas[low], alphas[high], t - low)
+    return value.reshape(-1, *[1] * (like.dim() - 1)) if value.dim() else value
 
 
 class Dot(nn.Module):
@@ -54,9 +93,12 @@ class Dot(nn.Module):
         lora_alpha: LoRA scale numerator (scale = alpha / r); default r.
         lora_targets: module-name suffixes of the UNet that get adapters.
         norm_groups: GroupNorm groups in Dot's ResNet blocks.
+        base: what the residual is added to, one of :data:`DOT_BASES` (:func:`base_estimate`);
+            not part of ``config`` (the weights' layout), recorded beside it as ``dot_base``.
 
     Raises:
-        ValueError: if the sample size is not divisible by 2^(m + Dash's depth).
+        ValueError: if the sample size is not divisible by 2^(m + Dash's depth), or ``base``
+            is not one of :data:`DOT_BASES`.
     """
 
     def __init__(
@@ -68,8 +110,12 @@ class Dot(nn.Module):
         lora_alpha: float | None = None,
         lora_targets: Sequence[str] = DEFAULT_LORA_TARGETS,
         norm_groups: int = 8,
+        base: str = "eps",
     ) -> None:
         super().__init__()
+        if base not in DOT_BASES:
+            raise ValueError(f"dot.base={base!r} is invalid: use one of {', '.join(DOT_BASES)}")
+        self.base = base
         unet = dash.unet
         channels, height, width_px = dash.sample_shape
         depth = len(unet.config.block_out_channels) - 1
@@ -140,8 +186,10 @@ class Dot(nn.Module):
         """Residual to add to the last Dash estimate.
 
         Args:
-            x_ts, z_ts: (B, C, H, W) model input and Dash noise estimate at the jump point.
+            x_ts: (B, C, H, W) model input at the jump point.
             x_ti: (B, C, H, W) model input at the current step.
+            z_ts: (B, C, H, W) the base estimate at t_i (:func:`base_estimate`; with
+                ``base="eps"`` Dash's noise estimate at the jump point).
             t_s, t_i: scalar or (B,) training-scale timesteps (t_s >= t_i).
             cond: Dash's conditioning keyword arguments, batch-aligned.
 

@@ -8,10 +8,12 @@ at inference), z_ts = Dash(x_ts, t_s), then the scheduler's own steps to the fol
 i = s+1, ..., s+K-1 (K = ``max_gap``, the largest Dash-to-Dash gap evaluation will use, so
 every gap 1..K-1 is trained). At each, Dot is regressed onto Dash without jumps:
 
-    loss = mean_i || z_ts + Dot(x_ts, x_ti, z_ts, t_s, t_i) - Dash(x_ti, t_i) ||^2
+    loss = mean_i || b_i + Dot(x_ts, x_ti, b_i, t_s, t_i) - Dash(x_ti, t_i) ||^2
 
-With ``loss="relative"`` each Dot step's squared error is divided by reuse's at that step
-(z_ts against Dash, no gradient through it): 1 means "no better than reuse", and every stretch
+where b_i is the Dot's base estimate at t_i (``dot.base``: z_ts = Dash(x_ts, t_s) itself, or
+the noise consistent with Dash's data estimate at t_s; :func:`morse_exp.dot.base_estimate`).
+With ``loss="relative"`` each Dot step's squared error is divided by the base's at that step
+(reuse's, for the eps base; no gradient through it): 1 means "no better than reuse", and every stretch
 of the trajectory weighs the same, instead of the late steps whose absolute errors are
 10-20x larger. The state after a Dot step is reached with Dot's own (detached) estimate, as at
 inference.
@@ -40,7 +42,7 @@ from torch import Tensor, nn
 
 from morse_exp.checkpoints import check_compatible, dash_fingerprint
 from morse_exp.dash import Dash
-from morse_exp.dot import Dot
+from morse_exp.dot import Dot, base_estimate
 from morse_exp.sampler import sample
 from morse_exp.schedule import DashSchedule
 from morse_exp.schedulers import set_timesteps, step_kwargs
@@ -50,7 +52,8 @@ SchedulerFactory = Callable[[dict[str, Any]], Any]
 JUMP_STATES = ("forward", "sampled")
 LOSSES = ("absolute", "relative")
 # What the sampler steps on with between the Dot steps of a stretch: the Dot's own estimate
-# (training, inference), the jump point's (reuse) or Dash's own at the step (teacher forcing).
+# (training, inference), its base's (reuse: an untrained Dot's) or Dash's own at the step
+# (teacher forcing).
 STEPPINGS = ("own", "reuse", "teacher")
 
 
@@ -61,7 +64,9 @@ class StretchStep:
     x_ts, z_ts: (B, C, H, W) Dash's input and noise estimate at the jump point t_s;
     x_ti: (B, C, H, W) the model input at the Dot step t_i; target: (B, C, H, W) Dash's own
     noise estimate there; t_s, t_i: training-scale timesteps, scalars (rollouts) or (B,)
-    (cached batches); cond: Dash's conditioning keyword arguments (None for an unconditional Dash).
+    (cached batches); cond: Dash's conditioning keyword arguments (None for an unconditional Dash);
+    base: (B, C, H, W) the Dot's base estimate at t_i (z_ts for ``dot.base=eps``), what an
+    untrained Dot returns.
     """
 
     x_ts: Tensor
@@ -71,14 +76,15 @@ class StretchStep:
     t_i: Tensor
     target: Tensor
     cond: dict[str, Any] | None
+    base: Tensor
 
     def stepped_with(self, stepping: str, own: Tensor | None = None) -> Tensor:
         """The noise estimate the sampler steps on with after this step, by ``stepping`` (one of
-        ``STEPPINGS``): ``own`` (the Dot's estimate, detached), z_ts (reuse) or Dash's target
-        (teacher)."""
+        ``STEPPINGS``): ``own`` (the Dot's estimate, detached), the base (reuse) or Dash's
+        target (teacher)."""
         if stepping == "own":
             return own.detach()
-        return self.z_ts if stepping == "reuse" else self.target
+        return self.base if stepping == "reuse" else self.target
 
 
 class MorseModule(L.LightningModule):
@@ -198,12 +204,12 @@ class MorseModule(L.LightningModule):
             batch: (B, C, H, W) ``x_ts``, ``z_ts``, ``x_ti``, ``target``; (B,) ``t_s``, ``t_i``;
                 (B,) ``context`` class labels for a class-conditional Dash.
         """
-        step = StretchStep(batch["x_ts"], batch["z_ts"], batch["t_s"], batch["x_ti"], batch["t_i"], batch["target"],
-                           self.dash.condition(batch.get("context")))
+        step = self.stretch_step(batch["x_ts"], batch["z_ts"], batch["t_s"], batch["x_ti"], batch["t_i"],
+                                 batch["target"], self.dash.condition(batch.get("context")))
         target = step.target.float()
         errors = self.dot_estimate(step).float().sub(target).pow(2).flatten(1).mean(1)
         if relative:
-            reuse = step.z_ts.float().sub(target).pow(2).flatten(1).mean(1)
+            reuse = step.base.float().sub(target).pow(2).flatten(1).mean(1)
             errors = errors / reuse.clamp_min(torch.finfo(reuse.dtype).tiny)
         return errors.mean()
 
@@ -258,15 +264,22 @@ class MorseModule(L.LightningModule):
         def dot_step(step: StretchStep) -> Tensor:
             estimate = self.dot_estimate(step)
             dot_losses.append(nn.functional.mse_loss(estimate.float(), step.target.float()))
-            reuse_losses.append(nn.functional.mse_loss(step.z_ts.float(), step.target.float()).detach())
+            reuse_losses.append(nn.functional.mse_loss(step.base.float(), step.target.float()).detach())
             return step.stepped_with(stepping, own=estimate)
 
         self.walk_stretch(images, context, n, s, generator, dot_step, sampler)
         return torch.stack(dot_losses), torch.stack(reuse_losses)
 
     def dot_estimate(self, step: StretchStep) -> Tensor:
-        """(B, C, H, W) Morse's noise estimate at a Dot step: Dash's at the jump point plus Dot's residual."""
-        return step.z_ts + self.dot(step.x_ts, step.x_ti, step.z_ts, step.t_s, step.t_i, step.cond)
+        """(B, C, H, W) Morse's noise estimate at a Dot step: the base plus Dot's residual."""
+        return step.base + self.dot(step.x_ts, step.x_ti, step.base, step.t_s, step.t_i, step.cond)
+
+    def stretch_step(self, x_ts: Tensor, z_ts: Tensor, t_s: Tensor, x_ti: Tensor, t_i: Tensor, target: Tensor,
+                     cond: dict[str, Any] | None) -> StretchStep:
+        """The :class:`StretchStep` of these tensors, with the Dot's base estimate at t_i."""
+        alphas = self._scheduler(2).alphas_cumprod if self.dot.base != "eps" else None  # every sampler's: Dash's
+        base = base_estimate(self.dot.base, x_ts, z_ts, t_s, x_ti, t_i, alphas)
+        return StretchStep(x_ts, z_ts, t_s, x_ti, t_i, target, cond, base)
 
     def walk_stretch(
         self,
@@ -316,7 +329,7 @@ class MorseModule(L.LightningModule):
             x_ti = scheduler.scale_model_input(x, t_i)
             with torch.no_grad():
                 target = self.dash(x_ti, t_i, cond)
-            estimate = visit(StretchStep(x_ts, z_ts, t_s, x_ti, t_i, target, cond))
+            estimate = visit(self.stretch_step(x_ts, z_ts, t_s, x_ti, t_i, target, cond))
             if i < last:
                 x = scheduler.step(estimate, t_i, x, **step_options).prev_sample
 
@@ -380,12 +393,13 @@ class MorseModule(L.LightningModule):
             "dash_fingerprint": self.dash_fingerprint,
             "dash_source": self.dash.source,
             "dot_config": self.dot.config,
+            "dot_base": self.dot.base,
             "coverage": self.coverage,
             "run_config": self.run_config,
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        check_compatible(checkpoint.get("morse", {}), self.dash_fingerprint, self.dot.config, "checkpoint")
+        check_compatible(checkpoint.get("morse", {}), self.dash_fingerprint, self.dot.config, "checkpoint", self.dot.base)
         expected = {f"dot.{name}" for name, _ in self.dot.trainable_parameters()}
         missing = expected - set(checkpoint["state_dict"])
         if missing:

@@ -26,7 +26,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from torch import Tensor
 
 from morse_exp.dash import Dash
-from morse_exp.dot import Dot
+from morse_exp.dot import Dot, base_estimate
 from morse_exp.schedule import DashSchedule
 from morse_exp.schedulers import set_timesteps, step_kwargs
 
@@ -73,7 +73,8 @@ def sample(
             baseline.
         generators: one per sample (see ``seeding.sample_generators``); they fix the initial
             noise and every stochastic step, and their device is the sampling device.
-        dot: the residual model; None reuses the last Dash estimate at Dot steps.
+        dot: the residual model, added to its ``base`` estimate (:func:`morse_exp.dot.base_estimate`;
+            "eps" where it has none); None reuses the last Dash estimate at Dot steps.
         cond: denoiser keyword arguments batch-aligned with the samples (doubled,
             unconditional half first, when ``guidance_scale`` is set).
         guidance_scale: classifier-free guidance weight w (eps_u + w (eps_c - eps_u)); None
@@ -114,7 +115,10 @@ def sample(
             source = "dash"
         else:
             x_ts, z_ts, t_s = anchor if anchor is not None else (model_input, torch.zeros_like(model_input), t)
-            z = z_ts if dot is None else z_ts + dot(x_ts, model_input, z_ts, t_s, t, cond)
+            # Dash's last estimate carried to this step (a Dot's ``base``; reuse and rivals: "eps")
+            base = base_estimate(getattr(dot, "base", "eps"), x_ts, z_ts, t_s, model_input, t,
+                                 getattr(scheduler, "alphas_cumprod", None))
+            z = base if dot is None else base + dot(x_ts, model_input, base, t_s, t, cond)
             dot_calls += 1
             source = "dot"
         eps = z

@@ -37,8 +37,9 @@ class MorseDeepCache(nn.Module):
         interval: I, a full Dash step every I anchors (1: plain Morse).
 
     Raises:
-        ValueError: (one line) for a stride or interval that is not an integer >= 1, or a
-            depth the UNet does not have.
+        ValueError: (one line) for a stride or interval that is not an integer >= 1, a depth
+            the UNet does not have, or a Dot whose base is not "eps" (the stack carries Dash's
+            noise estimate from its anchors).
     """
 
     def __init__(self, dash: Dash, dot: Dot, stride: int, depth: int = 1, interval: int = 2) -> None:
@@ -46,6 +47,9 @@ class MorseDeepCache(nn.Module):
         for key, value in (("jump_stride.stride", stride), ("morse_deepcache.interval", interval)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{key}={value!r} is invalid for morse_deepcache: use an integer >= 1")
+        if dot.base != "eps":
+            raise ValueError(f"morse_deepcache stacks a Dot with dot.base=eps, not dot.base={dot.base}: "
+                             "leave morse_deepcache out of methods for this Dot")
         self.dot = dot
         self.deepcache = DeepCache(dash, depth=depth, interval=interval)
         self.stride, self.interval = stride, interval

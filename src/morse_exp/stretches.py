@@ -188,6 +188,8 @@ class StretchDataModule(L.LightningDataModule):
             "dot": dot_fingerprint(self.module.dot) if self.stepping == "own" else None,
             "seed": self.module.seed,
         }
+        if self.module.dot.base != "eps":  # the base decides reuse's and own stepping (eps: the keys from before bases)
+            decided_by["dot_base"] = self.module.dot.base
         return hashlib.sha256(json.dumps(decided_by, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def prepare_data(self) -> None:

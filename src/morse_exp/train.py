@@ -139,7 +139,8 @@ def run(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     check_resumed_init(ckpt_path, cfg.get("init_from"))
     objects = build(cfg)
     check_steps(cfg, objects["datamodule"])
-    init_steps = int(load_dot_weights(objects["dot"], cfg.init_from).get("steps", 0)) if cfg.get("init_from") else 0
+    # a Dot of another base (dot.base) is a starting point too
+    init_steps = int(load_dot_weights(objects["dot"], cfg.init_from, same_base=False).get("steps", 0)) if cfg.get("init_from") else 0
     trainer = instantiate_trainer(cfg, "train")
     # cached Dash stretches (stretches=cached) or the images themselves (live rollouts)
     trainer.fit(objects["module"], datamodule=objects["stretches"] or objects["datamodule"], ckpt_path=ckpt_path)
