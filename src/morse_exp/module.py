@@ -12,8 +12,10 @@ every gap 1..K-1 is trained). At each, Dot is regressed onto Dash without jumps:
 
 where b_i is the Dot's base estimate at t_i (``dot.base``: z_ts = Dash(x_ts, t_s) itself, or
 the noise consistent with Dash's data estimate at t_s; :func:`morse_exp.dot.base_estimate`).
+Throughout, "reuse" is an untrained Dot, i.e. its base (z_ts itself for the eps base; the
+``val/reuse_mse`` it logs is the base's error).
 With ``loss="relative"`` each Dot step's squared error is divided by the base's at that step
-(reuse's, for the eps base; no gradient through it): 1 means "no better than reuse", and every stretch
+(no gradient through it): 1 means "no better than reuse", and every stretch
 of the trajectory weighs the same, instead of the late steps whose absolute errors are
 10-20x larger. The state after a Dot step is reached with Dot's own (detached) estimate, as at
 inference.
