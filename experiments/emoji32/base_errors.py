@@ -18,14 +18,11 @@ import json
 from pathlib import Path
 
 import torch
+from dot_errors import trained_module  # this folder's script (sys.path[0] when run as a script)
 from torch import nn
 
-from morse_exp.checkpoints import load_dot_weights, read_record
-from morse_exp.cli import compose_config
 from morse_exp.dot import base_estimate
 from morse_exp.module import StretchStep
-from morse_exp.schedulers import make_scheduler
-from morse_exp.train import build
 
 
 def main() -> None:
@@ -39,26 +36,19 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    record = read_record(args.dot)
-    overrides = [f"model={args.model}", f"scheduler={record['scheduler']}",
-                 *(f"scheduler.{key}={value}" for key, value in record["scheduler_options"].items()),
-                 f"module.max_gap={record['coverage']['max_gap']}", f"dot.base={record.get('dot_base', 'eps')}"]
-    objects = build(compose_config("train", overrides, out))
-    load_dot_weights(objects["dot"], args.dot)
-    module = objects["module"].eval()
-    images = objects["datamodule"].images("heldout", limit=args.num)
+    module, datamodule = trained_module(args.dot, args.model, out)
+    images = datamodule.images("heldout", limit=args.num)
     rows = []
 
     def mse(estimate: torch.Tensor, step: StretchStep) -> float:
         return float(nn.functional.mse_loss(estimate.float(), step.target.float()))
 
-    alphas = make_scheduler("ddpm", module.dash.scheduler_config).alphas_cumprod  # the Dash's training schedule
     with torch.no_grad():
         for n in args.steps:
             for s in range(0, n - 1, max(1, (n - 1) // args.points)):
                 def visit(step: StretchStep, n: int = n, s: int = s) -> torch.Tensor:
                     estimate = module.dot_estimate(step)
-                    x0_base = base_estimate("x0", step.x_ts, step.z_ts, step.t_s, step.x_ti, step.t_i, alphas)
+                    x0_base = base_estimate("x0", step.x_ts, step.z_ts, step.t_s, step.x_ti, step.t_i, module.alphas_cumprod)
                     rows.append({"n": n, "s": s, "t_s": int(step.t_s), "t_i": int(step.t_i), "reuse": mse(step.z_ts, step),
                                  "x0_base": mse(x0_base, step), "dot": mse(estimate, step)})
                     print(json.dumps(rows[-1]), flush=True)

@@ -19,14 +19,29 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 from matplotlib.figure import Figure
 
 from morse_exp.checkpoints import load_dot_weights, read_record
 from morse_exp.cli import compose_config
-from morse_exp.module import STEPPINGS
+from morse_exp.module import STEPPINGS, MorseModule
 from morse_exp.train import build
+
+
+def trained_module(dot: str, model: str, out: Path, *overrides: str) -> tuple[MorseModule, Any]:
+    """The training module of the Dot saved in ``dot`` (its model, sampler with its options, gaps
+    and base; ``overrides`` on top), with that Dot's weights loaded, in eval mode, and the image
+    data module."""
+    record = read_record(dot)
+    objects = build(compose_config("train", [
+        f"model={model}", f"scheduler={record['scheduler']}",
+        *(f"scheduler.{key}={value}" for key, value in record["scheduler_options"].items()),
+        f"module.max_gap={record['coverage']['max_gap']}", f"dot.base={record.get('dot_base', 'eps')}", *overrides,
+    ], out))
+    load_dot_weights(objects["dot"], dot)
+    return objects["module"].eval(), objects["datamodule"]
 
 
 def main() -> None:
@@ -44,17 +59,9 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    # the training module of this Dot: its model, sampler (with its options) and gaps
-    record = read_record(args.dot)
-    overrides = [f"model={args.model}", f"scheduler={record['scheduler']}",
-                 *(f"scheduler.{key}={value}" for key, value in record["scheduler_options"].items()),
-                 f"module.max_gap={record['coverage']['max_gap']}", f"module.jump_states={args.states}",
-                 f"dot.base={record.get('dot_base', 'eps')}",
-                 *([f"dot={args.dot_config}"] if args.dot_config else [])]
-    objects = build(compose_config("train", overrides, out))
-    load_dot_weights(objects["dot"], args.dot)
-    module = objects["module"].eval()
-    images = objects["datamodule"].images("heldout", limit=args.num)
+    module, datamodule = trained_module(args.dot, args.model, out, f"module.jump_states={args.states}",
+                                        *([f"dot={args.dot_config}"] if args.dot_config else []))
+    images = datamodule.images("heldout", limit=args.num)
     rows = []
     with torch.no_grad():
         for n in args.steps:

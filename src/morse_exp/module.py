@@ -279,8 +279,7 @@ class MorseModule(L.LightningModule):
     def stretch_step(self, x_ts: Tensor, z_ts: Tensor, t_s: Tensor, x_ti: Tensor, t_i: Tensor, target: Tensor,
                      cond: dict[str, Any] | None) -> StretchStep:
         """The :class:`StretchStep` of these tensors, with the Dot's base estimate at t_i."""
-        alphas = self._scheduler(2).alphas_cumprod if self.dot.base != "eps" else None  # every sampler's: Dash's
-        base = base_estimate(self.dot.base, x_ts, z_ts, t_s, x_ti, t_i, alphas)
+        base = base_estimate(self.dot.base, x_ts, z_ts, t_s, x_ti, t_i, self.alphas_cumprod)
         return StretchStep(x_ts, z_ts, t_s, x_ti, t_i, target, cond, base)
 
     def walk_stretch(
@@ -361,6 +360,11 @@ class MorseModule(L.LightningModule):
 
     def _generator(self, stream: int) -> torch.Generator:
         return torch.Generator("cpu").manual_seed(sample_seed(self.seed, stream))
+
+    @property
+    def alphas_cumprod(self) -> Tensor:
+        """(T,) the Dash's training schedule, every sampler's (the x0 base reads it)."""
+        return self._scheduler(2).alphas_cumprod
 
     @property
     def coverage(self) -> dict[str, Any]:
