@@ -337,6 +337,20 @@ def test_psnr_curves_keep_only_points_measured_against_the_runs_own_reference(ti
     assert (fid_budgets, psnr_budgets) == ([3.0, 4.0], [4.0])
 
 
+
+def test_a_run_that_writes_no_psnr_report_removes_an_earlier_one(tiny_dash_dir, tmp_path, evaluate):
+    """A rerun in the same directory without a PSNR report (fidelity off) leaves none of the
+    earlier run's PSNR files behind, which would read as this run's."""
+    overrides = ["methods=[baseline]", "baseline_reach=1", "bootstrap.resamples=0", "lsd_budgets=[3]",
+                 f"metric.extractors_dir={tmp_path}/extractors"]
+    run_dir = tmp_path / "run"
+    evaluate(tiny_dash_dir, run_dir, *overrides)
+    psnr_files = ["speedup_psnr.json", "speedup_psnr.md", "psnr_vs_lsd.png"]
+    assert all((run_dir / name).is_file() for name in psnr_files)
+    evaluate(tiny_dash_dir, run_dir, *overrides, "fidelity.enabled=false")
+    assert [name for name in psnr_files if (run_dir / name).exists()] == []
+    assert (run_dir / "speedup.json").is_file()
+
 def test_copy_points_from_takes_another_runs_unchanged_points_and_samples_only_the_new_dots(
     tiny_dash_dir, dot_dir, tmp_path, evaluate
 ):

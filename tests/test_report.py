@@ -18,7 +18,7 @@ from morse_exp.report import (
     summarize,
     write_report,
 )
-from morse_exp.summary import _error_bar, main
+from morse_exp.summary import _error_bar, figure_title, main
 
 BUDGETS = [float(n) for n in range(1, 41)]  # 1..40 LSD; 2 * b is on the grid for b <= 20
 
@@ -339,3 +339,8 @@ def test_plot_labels_its_axes_and_ticks_every_method_budget():
     for panel in drawn:  # every curve joined in order of its cost
         for points in panel["curves"].values():
             assert [x for x, _ in points] == sorted(x for x, _ in points)
+
+
+def test_summary_figure_title_names_each_method_once():
+    rows = [{"method": m} for m in ("morse_deepcache", "morse", "stitch", "morse")]
+    assert figure_title(rows) == "Morse / Morse + deepcache / stitch vs baseline, per run"

@@ -193,9 +193,10 @@ def git_revision() -> str | None:
         return None
 
 
+PSNR_REPORT_FILES = ("speedup_psnr.json", "speedup_psnr.md", "psnr_vs_lsd.png")
 OWN_FILES = ("results.jsonl", "speed_ratio.json", *(f"speed_ratio_{rival}.json" for rival in RIVALS),
              "speed_ratio_morse_deepcache_deepcache.json", "samples", "config.yaml", "speedup.json", "speedup.md",
-             "fid_vs_lsd.png", "speedup_psnr.json", "speedup_psnr.md", "psnr_vs_lsd.png")
+             "fid_vs_lsd.png", *PSNR_REPORT_FILES)
 
 
 def check_own_files(out_dir: Path) -> None:
@@ -497,8 +498,8 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     records = [r for r in read_results(results_path)
                if r.get("config_hash") == hash_of.get(r["method"]) and (r["method"], r["lsd_budget"]) in planned]
     paths = write_report(records, out_dir)
-    if with_fidelity:
-        write_psnr_report(records, reference_steps, out_dir)
+    if not (with_fidelity and write_psnr_report(records, reference_steps, out_dir)):
+        remove_psnr_report(out_dir)
     write_atomic(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True).encode())
     if logger:
         _log_table(logger, records, Path(paths.plot))
@@ -509,19 +510,28 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     return summary, {"records": records, "dash": dash, "dot": dot}
 
 
-def write_psnr_report(records: list[dict[str, Any]], reference_steps: int, out_dir: Path) -> None:
+def write_psnr_report(records: list[dict[str, Any]], reference_steps: int, out_dir: Path) -> bool:
     """``speedup_psnr.*`` and ``psnr_vs_lsd.png`` from the points whose PSNR was measured
     against this run's reference (every-step Dash at ``reference_steps``); the others (copied
     from, or resumed after, a run with other budgets, or recorded before points named their
-    reference) are left out, with one line saying how many, and no report without a baseline."""
+    reference) are left out, with one line saying how many, and no report without a baseline.
+    Returns whether the report was written."""
     comparable = [r for r in records if r.get("psnr_reference_steps") == reference_steps]
     if len(comparable) < len(records):
         print(f"PSNR: {len(records) - len(comparable)} of {len(records)} points left out, their PSNR was measured "
               f"against another reference than every-step Dash at {reference_steps} steps (or none recorded)")
     if not any(r["method"] == "baseline" for r in comparable):
         print("PSNR report not written: no baseline point measured against this run's reference")
-        return
+        return False
     write_report(comparable, out_dir, metric="psnr", lower_is_better=False)
+    return True
+
+
+def remove_psnr_report(out_dir: Path) -> None:
+    """Remove a PSNR report an earlier run left in ``out_dir``, so that a run that writes none
+    (fidelity off, or no comparable baseline) leaves no report that reads as its own."""
+    for name in PSNR_REPORT_FILES:
+        (out_dir / name).unlink(missing_ok=True)
 
 
 def _log_table(logger: Any, records: list[dict[str, Any]], plot: Path) -> None:

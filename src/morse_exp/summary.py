@@ -37,6 +37,8 @@ from morse_exp.report import (
 HEADLINE_METHODS: tuple[str, ...] = ("morse", "morse_deepcache", "deepcache", "stitch", "reuse")
 """A run's row reports the first of these that it ran against the baseline: Morse where it ran,
 else a rival (a run of baseline and deepcache is deepcache's row), else reuse."""
+METHOD_NAMES: dict[str, str] = {"morse": "Morse", "morse_deepcache": "Morse + deepcache"}
+"""How the summary figure's title names a method (others by their config name)."""
 
 
 def _natural_key(path: Path) -> list[tuple[int, int | str]]:
@@ -172,6 +174,13 @@ def _error_bar(row: Mapping[str, Any]) -> tuple[float, float]:
     return average - low, high - average
 
 
+def figure_title(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The summary figure's title: the methods its runs measured, e.g. "Morse / stitch vs baseline,
+    per run"."""
+    methods = sorted({row["method"] for row in rows})
+    return " / ".join(METHOD_NAMES.get(method, method) for method in methods) + " vs baseline, per run"
+
+
 def _summary_plot(rows: Sequence[Mapping[str, Any]]) -> bytes:
     """``summary.png``: average LSD speedup per run with its 95 % interval, line at 1x."""
     averages = [float("nan") if row["lsd_average"] is None else row["lsd_average"] for row in rows]
@@ -202,7 +211,7 @@ def _summary_plot(rows: Sequence[Mapping[str, Any]]) -> bytes:
     with_interval = all(row["lsd_low"] is not None for row in rows if row["lsd_average"] is not None)
     axes.set_ylabel("lossless speedup in LSD\n(average, " + ("95 % interval)" if with_interval else
                                                              "95 % interval, else min-max)"))
-    title = " / ".join(sorted({row["method"] for row in rows})).replace("morse", "Morse") + " vs baseline, per run"
+    title = figure_title(rows)
     # the settings every run shares, wrapped to the figure's width (summary.md lists them per run)
     width = round(figure.get_figwidth() * 14)
     axes.set_title(textwrap.fill(title + (f" ({' '.join(sorted(shared))})" if shared else ""), width), fontsize=9)
