@@ -320,6 +320,19 @@ def test_a_pattern_or_dot_change_keeps_the_baseline_points(tiny_dash_dir, dot_di
     assert records[5]["fid"] != records[4]["fid"]
 
 
+
+def test_reuse_follows_the_dot_base_and_only_the_x0_base_gets_new_points(tiny_dash_dir, tmp_path, evaluate):
+    """Reuse is an untrained Dot: on dot.base=x0 it carries Dash's last data estimate, not its
+    noise estimate, so its points are its own (DDPM: another FID); the baseline's are shared."""
+    overrides = ["methods=[baseline,reuse]", "scheduler=ddpm", "baseline_reach=1", "bootstrap.resamples=0",
+                 "lsd_budgets=[3]"]
+    run_dir = tmp_path / "run"
+    for base in ("eps", "x0", "eps"):
+        evaluate(tiny_dash_dir, run_dir, *overrides, f"dot.base={base}")
+    records = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    assert [r["method"] for r in records] == ["baseline", "reuse", "reuse"]
+    assert records[1]["config_hash"] != records[2]["config_hash"] and records[1]["fid"] != records[2]["fid"]
+
 def test_psnr_curves_keep_only_points_measured_against_the_runs_own_reference(tiny_dash_dir, tmp_path, evaluate):
     """PSNR's reference (every-step Dash at 1.5 x the largest planned budget) depends on the
     budgets: a point copied from a run with other budgets keeps its FID but stays out of this

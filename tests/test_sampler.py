@@ -8,7 +8,7 @@ import torch
 from diffusers import DDIMPipeline, DDIMScheduler, DDPMPipeline, DDPMScheduler, DPMSolverMultistepScheduler
 from diffusers.utils.torch_utils import randn_tensor
 
-from morse_exp.dot import Dot, OracleDot
+from morse_exp.dot import Dot, OracleDot, ReuseDot
 from morse_exp.sampler import sample
 from morse_exp.schedule import DashSchedule
 from morse_exp.schedulers import SCHEDULERS, make_scheduler
@@ -105,6 +105,19 @@ def test_an_untrained_x0_base_dot_is_reuse_under_unclipped_ddim_but_not_under_dd
     assert (run("ddim", dot) - run("ddim")).abs().max() <= 1e-4
     assert (run("ddpm", dot) - run("ddpm")).abs().max() > 1e-2
 
+
+
+@pytest.mark.parametrize("base", ["eps", "x0"])
+def test_reuse_on_a_base_is_an_untrained_dot_of_that_base(dash, training_config, base):
+    """evaluate's reuse (ReuseDot) samples exactly what an untrained Dot of the same base
+    does; on "eps" that is the sampler's plain reuse (no Dot)."""
+    def run(dot=None):
+        return sample(dash, make_scheduler("ddpm", training_config), DashSchedule.from_stride(STEPS, 3),
+                      sample_generators(1, range(3)), dot=dot)[0]
+
+    reuse = run(ReuseDot(base))
+    assert torch.equal(reuse, run(Dot(dash, num_down=1, width=8, lora_rank=2, norm_groups=4, base=base)))
+    assert torch.equal(reuse, run()) == (base == "eps")
 
 @pytest.mark.parametrize("name", list(SCHEDULERS))
 @pytest.mark.parametrize("stride", [2, 3])

@@ -246,6 +246,25 @@ class OracleDot(nn.Module):
         return self.dash(x_ti, t_i, cond) - z_ts
 
 
+
+class ReuseDot(nn.Module):
+    """Reuse on a Dot base: nothing added to :func:`base_estimate` at the Dot steps, what an
+    untrained Dot returns (its output conv starts at zero). On the "eps" base this is the
+    paper's reuse, Dash's last noise estimate carried on unchanged; on "x0", the noise that
+    Dash's last data estimate implies at the current state."""
+
+    def __init__(self, base: str = "eps") -> None:
+        super().__init__()
+        if base not in DOT_BASES:
+            raise ValueError(f"dot.base={base!r} is invalid: use one of {', '.join(DOT_BASES)}")
+        self.base = base
+
+    def forward(
+        self, x_ts: Tensor, x_ti: Tensor, z_ts: Tensor, t_s: Tensor | float, t_i: Tensor | float,
+        cond: dict[str, Any] | None = None,
+    ) -> Tensor:
+        return torch.zeros_like(z_ts)
+
 @contextmanager
 def adapters_enabled(layers: Sequence[BaseTunerLayer]) -> Iterator[None]:
     """Switch LoRA adapters on inside the block, off after it."""

@@ -2,7 +2,7 @@
 
 For every LSD budget, three methods run through the one sampling loop at the same cost:
 ``baseline`` (Dash at every step, n = floor(budget)), ``reuse`` (Morse's schedule with a
-zero Dot: the last Dash estimate is reused) and ``morse`` (Morse's schedule with the trained
+zero Dot: the last Dash estimate is reused through ``dot.base``) and ``morse`` (Morse's schedule with the trained
 Dot). N, the Dash/Dot latency ratio, is measured on this device first and fixes the
 schedules. Every point appends one line to ``results.jsonl``; a rerun in the same run
 directory skips points already there. The run ends with ``speedup.json``, ``speedup.md``,
@@ -36,7 +36,7 @@ from morse_exp.atomic import write_atomic
 from morse_exp.checkpoints import dot_fingerprint, load_dot_weights, read_record
 from morse_exp.cli import entry_point, instantiate_logger
 from morse_exp.dash import Dash
-from morse_exp.dot import OracleDot
+from morse_exp.dot import OracleDot, ReuseDot
 from morse_exp.extractors import check_image_shape
 from morse_exp.fidelity import check_deterministic, psnr, ssim
 from morse_exp.generation import autocast, generate
@@ -158,7 +158,8 @@ NOT_DECIDING: dict[str, tuple[str, ...]] = {
 """What does not decide a method's points (keys of RESULT_KEYS, N, its method settings), left
 out of its hash so that runs which differ only there share them: the baseline runs Dash alone
 at every step; reuse and the oracle follow the jump pattern and N (hashed itself), not Dot's
-weights; DeepCache and stitch have their own patterns and N. Their records hold None there."""
+weights (reuse also follows ``dot.base``, hashed for it where not "eps"); DeepCache and stitch
+have their own patterns and N. Their records hold None there."""
 
 
 def config_hash(cfg: DictConfig, speed_ratio: float, method_settings: dict[str, Any] | None = None,
@@ -179,6 +180,9 @@ def config_hash(cfg: DictConfig, speed_ratio: float, method_settings: dict[str, 
     chosen["speed_ratio"] = round(float(speed_ratio), 6)
     for key in NOT_DECIDING.get(method, ()):
         chosen.pop(key, None)
+    base = (resolved.get("dot") or {}).get("base", "eps")
+    if method == "reuse" and base != "eps":  # reuse follows the Dot's base (eps points keep their hash)
+        chosen["dot_base"] = base
     chosen["metric"] = {k: v for k, v in (chosen["metric"] or {}).items() if k not in ("cache_dir", "device", "verbose", "batch_size")}
     return hashlib.sha256(json.dumps(chosen, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -389,7 +393,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     dot = hydra.utils.instantiate(cfg.dot)(dash=dash).to(cfg.device).eval()
     if dot_record:
         load_dot_weights(dot, cfg.dot_checkpoint)
-    dots = {"morse": dot, "oracle": OracleDot(dash)}
+    dots = {"morse": dot, "oracle": OracleDot(dash), "reuse": ReuseDot(dot.base)}
     rivals = [method for method in methods if method in RIVALS]
     for rival in rivals:
         build = hydra.utils.instantiate(cfg[rival])
