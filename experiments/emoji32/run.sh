@@ -15,7 +15,10 @@
 #                                                     # STRETCHES=cached: Dash's stretches cached once,
 #                                                     # STEPPING=own: stepped with the Dot it starts from;
 #                                                     # INIT_FROM=<Dot dir>: start there, not at the shipped one
-#   bash experiments/emoji32/run.sh ship_dot          # copy it to assets/dot_emoji32_$SAMPLER[_$DOT]
+#   bash experiments/emoji32/run.sh round             # one round of the shipped Dots' recipe (stride 3, own-stepped
+#                                                     # cache, relative loss) from INIT_FROM; BASE=x0 (stochastic)
+#   bash experiments/emoji32/run.sh samplers SEED     # the five-sampler table with each sampler's shipped Dot
+#   bash experiments/emoji32/run.sh ship_dot [RUN]    # copy it (or RUN's Dot) to assets/dot_emoji32_$SAMPLER[_$DOT]
 #   bash experiments/emoji32/run.sh main SEED         # experiment=emoji32_main (the reduced sweep) with the
 #                                                     # Dot of `dot` (else the shipped one), seed set SEED
 #   bash experiments/emoji32/run.sh sweep PATTERN SEED   # baseline/reuse/Morse/oracle at BUDGETS, e.g. stride3 1
@@ -119,12 +122,40 @@ case "${1:-pretrain}" in
     [ -f $RUNS/train_$RUN_TAG/checkpoints/last.ckpt ] && resume+=(ckpt_path=last)
     python -m morse_exp.train model=unet_emoji32 scheduler=$SAMPLER "${SAMPLER_OPTIONS[@]}" dot=$DOT jump_stride=stride4 \
       stretches=$STRETCHES "${STRETCH_OPTIONS[@]}" trainer.max_steps=$steps trainer.val_check_interval=${VAL_EVERY:-250} trainer.precision=$PRECISION hydra.run.dir=$RUNS/train_$RUN_TAG "${resume[@]}" ;;
+  round)
+    # One round of the recipe that made the shipped Dots (RESULTS.md): from INIT_FROM (default:
+    # this sampler's shipped Dot; another sampler's Dot for a first one), Dash's stretches cached
+    # once and stepped with that Dot's own estimates, a loss relative to reuse's, ROUND_STEPS
+    # (5,000) steps for stride 3's gaps; BASE=x0 for the stochastic samplers (ddpm, sde,
+    # dpm_solver_sde). Resumable: run it again. ~55 min on one AVX-512 core (cache 9-13 min).
+    dir=$RUNS/round_${TAG}_${BASE:-eps} resume=()
+    [ -f $dir/checkpoints/last.ckpt ] && resume=(ckpt_path=last)
+    python -m morse_exp.train model=unet_emoji32 scheduler=$SAMPLER "${SAMPLER_OPTIONS[@]}" dot=$DOT dot.base=${BASE:-eps} \
+      jump_stride=stride3 stretches=cached stretches.stepping=own module.loss=relative trainer.max_steps=${ROUND_STEPS:-5000} \
+      trainer.val_check_interval=1000 trainer.precision=$PRECISION init_from=${INIT_FROM:-$DOT_ASSET} \
+      hydra.run.dir=$dir "${resume[@]}" ;;
+  samplers)
+    # The five-sampler table: each sampler's shipped Dot (on the base it was trained with) at
+    # stride 3 against every-step, reuse and the oracle Dot; emoji32_main's budgets and samples
+    # (BUDGETS, NUM_SAMPLES, REACH, EXTRA), seed set $2; one summary over the samplers.
+    for sampler in ${SAMPLERS:-ddim dpm_solver ddpm sde dpm_solver_sde}; do
+      dot=$ASSETS/dot_emoji32_$sampler
+      [ -f $dot/dot.json ] || { echo "no shipped Dot for $sampler ($dot): make one with run.sh round" >&2; continue; }
+      base=$(python -c "import json, sys; print(json.load(open(sys.argv[1])).get('dot_base', 'eps'))" $dot/dot.json)
+      options=(); [ "$sampler" = ddim ] && options=(scheduler.use_clipped_model_output=true)
+      python -m morse_exp.evaluate model=unet_emoji32 scheduler=$sampler "${options[@]}" dot=$DOT dot.base=$base \
+        jump_stride=stride3 dot_checkpoint=$dot "lsd_budgets=${BUDGETS:-[6,12]}" metric.num_samples=${NUM_SAMPLES:-500} \
+        seed=$2 baseline_reach=${REACH:-2} ${EXTRA:-} hydra.run.dir=$RUNS/samplers_seed$2/$sampler
+    done
+    python -m morse_exp.report $RUNS/samplers_seed$2 --out $RUNS/samplers_seed$2 ;;
   ship_dot)
-    # the last Dot `dot` saved (at the end of its run) into the package, for the next session
-    steps=$(steps_in $RUNS/train_$RUN_TAG/dot/dot.json)
-    rm -rf $DOT_ASSET && cp -r $RUNS/train_$RUN_TAG/dot $DOT_ASSET
-    mv $RUNS/train_$RUN_TAG $RUNS/train_${RUN_TAG}_$steps
-    echo "shipped the $TAG Dot ($steps steps): $DOT_ASSET; its run is now $RUNS/train_${RUN_TAG}_$steps" ;;
+    # the last Dot `dot` saved (at the end of its run), or that of run directory $2 (e.g. a
+    # round's), into the package; the run moves aside so that the next run starts from it
+    run=${2:-$RUNS/train_$RUN_TAG}
+    steps=$(steps_in $run/dot/dot.json)
+    rm -rf $DOT_ASSET && cp -r $run/dot $DOT_ASSET
+    mv $run ${run}_$steps
+    echo "shipped the $TAG Dot ($steps steps): $DOT_ASSET; its run is now ${run}_$steps" ;;
   main)
     # The reduced sweep of the README's 32 px table for a new Dot; the points that do not depend
     # on the Dot's weights are copied (shared_points).
@@ -158,5 +189,5 @@ case "${1:-pretrain}" in
       python -m morse_exp.bench model.pretrained="$2" dataset=emoji32 dot=$dot "batch_sizes=[1,64,128,256]" \
         overhead_batch_size=64 output_file=experiments/emoji32/bench/bench_$dot.json hydra.run.dir=outputs/bench/emoji32_$dot
     done ;;
-  *) echo "usage: $0 pretrain|export|ship|extractor|fid_curve|dot|ship_dot|main SEED|sweep PATTERN SEED|ablation SEED|bench DASH_DIR" >&2; exit 2 ;;
+  *) echo "usage: $0 pretrain|export|ship|extractor|fid_curve|dot|round|samplers SEED|ship_dot [RUN]|main SEED|sweep PATTERN SEED|ablation SEED|bench DASH_DIR" >&2; exit 2 ;;
 esac
