@@ -333,6 +333,17 @@ def test_reuse_follows_the_dot_base_and_only_the_x0_base_gets_new_points(tiny_da
     assert [r["method"] for r in records] == ["baseline", "reuse", "reuse"]
     assert records[1]["config_hash"] != records[2]["config_hash"] and records[1]["fid"] != records[2]["fid"]
 
+
+def test_the_sweeps_progress_counts_the_fidelity_reference_batch_by_batch(tiny_dash_dir, tmp_path, evaluate, capsys):
+    """The log of a long run says what it does at least every batch: the every-step reference
+    (5 steps x 100 samples) is part of the sweep's total, as is each point (3 LSD x 100)."""
+    evaluate(tiny_dash_dir, tmp_path / "run", "methods=[baseline]", "baseline_reach=1", "bootstrap.resamples=0",
+             "lsd_budgets=[3]", "batch_size=50")
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("evaluate sweep")]
+    assert [line.split(": ")[1].split(" ")[0] for line in lines] == ["250/800", "500/800", "650/800", "800/800"]
+    assert lines[0].endswith("fidelity reference (5 steps): 50/100 samples")
+    assert lines[-1].endswith("baseline @ 3 LSD: 100/100 samples")
+
 def test_psnr_curves_keep_only_points_measured_against_the_runs_own_reference(tiny_dash_dir, tmp_path, evaluate):
     """PSNR's reference (every-step Dash at 1.5 x the largest planned budget) depends on the
     budgets: a point copied from a run with other budgets keeps its FID but stays out of this

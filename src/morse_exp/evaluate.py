@@ -416,11 +416,19 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         ratio_of[rival] = rival_speed_ratio(cfg, rival, dots[rival], dash, out_dir, contexts, speed_ratio)
         hash_of[rival] = config_hash(cfg, ratio_of[rival], settings_of[rival], rival, dot_weights)
 
-    def draw(schedule: DashSchedule, label: str, method: str = "baseline") -> Any:
+    def draw(schedule: DashSchedule, label: str, method: str, sweep: Progress) -> Any:
+        """Samples of ``schedule`` by ``method``; ``sweep`` counts its LSD x samples batch by batch."""
+        lsd, drawn = schedule.lsd(ratio_of[method]), [0]
+
+        def count(samples: int) -> None:
+            drawn[0] += samples
+            sweep.update(lsd * samples, f"{label}: {drawn[0]}/{metric.num_samples} samples")
+
         return generate(
             dash, lambda: make_scheduler(base_config=dash.scheduler_config), schedule, cfg.seed,
             metric.num_samples, cfg.batch_size, cfg.device, dot=dots.get(method),
             precision=cfg.precision, progress=label, contexts=contexts, guidance_scale=cfg.guidance_scale,
+            on_batch=count,
         )
 
     every_budget = {"baseline": baseline_budgets(budgets, cfg.baseline_reach, cfg.baseline_from)}
@@ -447,8 +455,12 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     reference, reference_steps = None, None
     if with_fidelity:
         reference_steps = cfg.fidelity.reference_steps or math.ceil(1.5 * max(b for b, _, _ in plans))
-    if reference_steps is not None and todo:
-        reference = draw(DashSchedule.every_step(reference_steps), f"fidelity reference ({reference_steps} steps)").images
+    reference_schedule = DashSchedule.every_step(reference_steps) if reference_steps is not None and todo else None
+    sweep = Progress("evaluate sweep (LSD x samples)", metric.num_samples * sum(
+        schedule.lsd(ratio_of[method]) for _, method, schedule in
+        [*todo, *([(0, "baseline", reference_schedule)] if reference_schedule else [])]))
+    if reference_schedule is not None:
+        reference = draw(reference_schedule, f"fidelity reference ({reference_steps} steps)", "baseline", sweep).images
     logger = instantiate_logger(cfg) if _is_main() else False
     common = {
         "model": str(dash.source), "dataset": datamodule.name, "scheduler": cfg.scheduler.name,
@@ -456,12 +468,9 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         "seed": cfg.seed, "device": cfg.device, "precision": cfg.precision, "git_revision": git_revision(),
         "dot_checkpoint": cfg.dot_checkpoint, "guidance_scale": cfg.guidance_scale,
     }
-    sweep = Progress("evaluate sweep (LSD x samples)",
-                     sum(schedule.lsd(ratio_of[method]) for _, method, schedule in todo) * metric.num_samples)
     for budget, method, schedule in todo:
-        generated = draw(schedule, f"{method} @ {budget:g} LSD", method)
+        generated = draw(schedule, f"{method} @ {budget:g} LSD", method, sweep)
         lsd = schedule.lsd(ratio_of[method])
-        sweep.update(lsd * metric.num_samples, f"{method} @ {budget:g} LSD done")
         if not _is_main():
             continue
         scores = metric.compute(generated.images)

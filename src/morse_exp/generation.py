@@ -53,6 +53,7 @@ def generate(
     progress: str | None = None,
     contexts: Sequence[Any] | None = None,
     guidance_scale: float | None = None,
+    on_batch: Callable[[int], None] | None = None,
 ) -> Generated:
     """Samples 0..num_samples-1 of ``schedule``; each rank generates its shard, all get all.
 
@@ -62,6 +63,7 @@ def generate(
         guidance_scale: classifier-free guidance weight (text-conditioned Dash), or None.
         precision: "32" or "bf16" (autocast on the device).
         progress: label of a progress bar (None: no bar).
+        on_batch: called after each batch with its number of samples (all ranks' together).
     """
     world, rank = (dist.get_world_size(), dist.get_rank()) if dist.is_initialized() else (1, 0)
     indices = list(range(rank, num_samples, world))
@@ -83,6 +85,8 @@ def generate(
             decode_seconds += time.perf_counter() - decode_start
         seconds += batch_stats.seconds
         bar.update(len(chunk))
+        if on_batch is not None:
+            on_batch(len(chunk) * world)
     bar.close()
     local = Generated(
         images=torch.cat(images) if images else torch.empty(0, *dash.sample_shape),
