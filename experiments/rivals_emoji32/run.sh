@@ -30,6 +30,9 @@ OUT=${OUT:-outputs/experiments/rivals_emoji32/$SAMPLER}
 ASSETS=src/morse_exp/assets
 DOT=${DOT:-$ASSETS/dot_emoji32_$SAMPLER}
 SAMPLER_OPTIONS=(); [ "$SAMPLER" = ddim ] && SAMPLER_OPTIONS=(scheduler.use_clipped_model_output=true)
+# the base the Dot was trained on (x0 for the stochastic samplers' Dots; Morse + DeepCache needs eps)
+BASE=$(python -c "import json, sys; print(json.load(open(sys.argv[1])).get('dot_base', 'eps'))" $DOT/dot.json)
+SAMPLER_OPTIONS+=(dot.base=$BASE)
 BUDGETS=${BUDGETS:-[4,6,8,12,16]}
 export OMP_NUM_THREADS=${THREADS:-1}
 EVALUATE=(python -m morse_exp.evaluate model=unet_emoji32 scheduler=$SAMPLER "${SAMPLER_OPTIONS[@]}"
@@ -48,7 +51,8 @@ done
 for f in ${FRACTIONS:-0.2 0.4 0.6}; do  # share of the steps on the small Dash
   SETTINGS[stitch_$f]="methods=[baseline,stitch] stitch.fraction=$f"
 done
-for s in ${STACKED:-1:2 2:2}; do  # Morse with DeepCache at some Dash steps, depth:interval
+STACKED=${STACKED:-1:2 2:2}; [ "$BASE" = eps ] || STACKED=""  # DeepCache's stack carries noise estimates only
+for s in $STACKED; do  # Morse with DeepCache at some Dash steps, depth:interval
   SETTINGS[morse_deepcache_${s/:/_}]="methods=[baseline,morse_deepcache] morse_deepcache.depth=${s%:*} morse_deepcache.interval=${s#*:}"
 done
 
