@@ -5,11 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from helpers import save_tiny_dash
 
 from morse_exp.checkpoints import save_dot
 from morse_exp.dot import Dot
@@ -320,7 +322,6 @@ def test_a_pattern_or_dot_change_keeps_the_baseline_points(tiny_dash_dir, dot_di
     assert records[5]["fid"] != records[4]["fid"]
 
 
-
 def test_reuse_follows_the_dot_base_and_only_the_x0_base_gets_new_points(tiny_dash_dir, tmp_path, evaluate):
     """Reuse is an untrained Dot: on dot.base=x0 it carries Dash's last data estimate, not its
     noise estimate, so its points are its own (DDPM: another FID); the baseline's are shared."""
@@ -344,6 +345,24 @@ def test_the_sweeps_progress_counts_the_fidelity_reference_batch_by_batch(tiny_d
     assert lines[0].endswith("fidelity reference (5 steps): 50/100 samples")
     assert lines[-1].endswith("baseline @ 3 LSD: 100/100 samples")
 
+
+def test_the_dash_decides_points_by_its_weights_not_its_path(tiny_dash_dir, tmp_path, evaluate):
+    """A copy of the Dash elsewhere (another checkout) shares the baseline points; another
+    Dash saved into the same directory (retrained in place) gets its own."""
+    overrides = ["methods=[baseline]", "baseline_reach=1", "bootstrap.resamples=0", "lsd_budgets=[3]",
+                 "fidelity.enabled=false"]
+    run_dir, copy = tmp_path / "run", tmp_path / "copy"
+    evaluate(tiny_dash_dir, run_dir, *overrides)
+    shutil.copytree(tiny_dash_dir, copy)
+    evaluate(copy, run_dir, *overrides)
+    assert len((run_dir / "results.jsonl").read_text().splitlines()) == 1
+    save_tiny_dash(copy, seed=12)
+    evaluate(copy, run_dir, *overrides)
+    records = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 2 and records[0]["config_hash"] != records[1]["config_hash"]
+    assert records[0]["fid"] != records[1]["fid"]
+
+
 def test_psnr_curves_keep_only_points_measured_against_the_runs_own_reference(tiny_dash_dir, tmp_path, evaluate):
     """PSNR's reference (every-step Dash at 1.5 x the largest planned budget) depends on the
     budgets: a point copied from a run with other budgets keeps its FID but stays out of this
@@ -359,7 +378,6 @@ def test_psnr_curves_keep_only_points_measured_against_the_runs_own_reference(ti
     fid_budgets = [row["budget"] for row in json.loads((second / "speedup.json").read_text())["table"]]
     psnr_budgets = [row["budget"] for row in json.loads((second / "speedup_psnr.json").read_text())["table"]]
     assert (fid_budgets, psnr_budgets) == ([3.0, 4.0], [4.0])
-
 
 
 def test_a_run_that_writes_no_psnr_report_removes_an_earlier_one(tiny_dash_dir, tmp_path, evaluate):

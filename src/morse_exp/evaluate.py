@@ -33,7 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from morse_exp.atomic import write_atomic
-from morse_exp.checkpoints import dot_fingerprint, load_dot_weights, read_record
+from morse_exp.checkpoints import dash_fingerprint, dot_fingerprint, load_dot_weights, read_record
 from morse_exp.cli import entry_point, instantiate_logger
 from morse_exp.dash import Dash
 from morse_exp.dot import OracleDot, ReuseDot
@@ -163,18 +163,21 @@ have their own patterns and N. Their records hold None there."""
 
 
 def config_hash(cfg: DictConfig, speed_ratio: float, method_settings: dict[str, Any] | None = None,
-                method: str = "morse", dot_weights: str | None = None) -> str:
+                method: str = "morse", dot_weights: str | None = None, dash_weights: str | None = None) -> str:
     """Hash of the settings that decide ``method``'s points (not budgets, devices or paths,
     nor its :data:`NOT_DECIDING` entries); N is one of them, since it decides the schedules.
     ``method_settings``: what decides them beyond the config (a searched pattern's schedules;
     a rival's own settings, e.g. DeepCache's depth and interval, hashed for that method's
-    points only). ``dot_weights``: the fingerprint of the loaded Dot's weights, hashed in place
-    of ``dot_checkpoint``'s path, so that a Dot retrained or shipped into the same directory
-    gets new points and a copy of it elsewhere shares them."""
+    points only). ``dot_weights`` / ``dash_weights``: the fingerprints of the loaded Dot's and
+    Dash's weights, hashed in place of ``dot_checkpoint`` and ``model.pretrained`` (paths or hub
+    ids), so that a model retrained or shipped into the same directory gets new points and a
+    copy of it elsewhere (another checkout, another machine) shares them."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
     chosen = {key: resolved.get(key) for key in RESULT_KEYS}
     if dot_weights is not None:
         chosen["dot_checkpoint"] = dot_weights
+    if dash_weights is not None:
+        chosen["model"] = {**(chosen["model"] or {}), "pretrained": dash_weights}
     if method_settings is not None:
         chosen["method_settings"] = method_settings
     chosen["speed_ratio"] = round(float(speed_ratio), 6)
@@ -408,13 +411,14 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     pattern_of = dict.fromkeys(methods, jump)
     ratio_of = dict.fromkeys(methods, speed_ratio)
     dot_weights = dot_fingerprint(dot) if dot_record else None
-    hash_of = {method: config_hash(cfg, speed_ratio, getattr(jump, "settings", None), method, dot_weights)
+    dash_weights = dash_fingerprint(dash)
+    hash_of = {method: config_hash(cfg, speed_ratio, getattr(jump, "settings", None), method, dot_weights, dash_weights)
                for method in methods}
     settings_of = {rival: dots[rival].config for rival in rivals}
     for rival in rivals:
         pattern_of[rival] = dots[rival].pattern
         ratio_of[rival] = rival_speed_ratio(cfg, rival, dots[rival], dash, out_dir, contexts, speed_ratio)
-        hash_of[rival] = config_hash(cfg, ratio_of[rival], settings_of[rival], rival, dot_weights)
+        hash_of[rival] = config_hash(cfg, ratio_of[rival], settings_of[rival], rival, dot_weights, dash_weights)
 
     def draw(schedule: DashSchedule, label: str, method: str, sweep: Progress) -> Any:
         """Samples of ``schedule`` by ``method``; ``sweep`` counts its LSD x samples batch by batch."""
