@@ -34,6 +34,15 @@ def test_baseline_and_reuse_write_grid_npz_pngs_and_their_cost(tmp_path: Path) -
     assert reuse["dot_calls"] > 0 and reuse["lsd"] <= 4
 
 
+
+def test_reuse_follows_the_dot_base_as_in_evaluate(tmp_path: Path) -> None:
+    """sample's reuse is evaluate's: on dot.base=x0 under DDPM it carries Dash's data estimate,
+    so its samples differ from the eps base's."""
+    runs = {base: draw(tmp_path, base, ["method=reuse", "lsd_budget=4", "scheduler=ddpm", f"dot.base={base}",
+                                         "save_pngs=false"])[1] for base in ("eps", "x0")}
+    eps, x0 = (np.load(runs[base] / "samples.npz")["arr_0"].astype(int) for base in ("eps", "x0"))
+    assert np.abs(eps - x0).max() > 10
+
 def test_sample_i_does_not_depend_on_the_batch_size(tmp_path: Path) -> None:
     _, whole = draw(tmp_path, "whole", ["method=baseline", "batch_size=12", "save_pngs=false"])
     _, split = draw(tmp_path, "split", ["method=baseline", "batch_size=5", "save_pngs=false"])

@@ -265,6 +265,12 @@ class ReuseDot(nn.Module):
     ) -> Tensor:
         return torch.zeros_like(z_ts)
 
+
+def method_dots(dash: Dash, dot: Dot) -> dict[str, nn.Module]:
+    """The model each Dot-stepping method samples with at its Dot steps: ``morse`` the given
+    Dot, ``oracle`` Dash itself, ``reuse`` nothing added to the Dot's base (the baseline: none)."""
+    return {"morse": dot, "oracle": OracleDot(dash), "reuse": ReuseDot(dot.base)}
+
 @contextmanager
 def adapters_enabled(layers: Sequence[BaseTunerLayer]) -> Iterator[None]:
     """Switch LoRA adapters on inside the block, off after it."""

@@ -36,7 +36,7 @@ from morse_exp.atomic import write_atomic
 from morse_exp.checkpoints import dash_fingerprint, dot_fingerprint, load_dot_weights, read_record
 from morse_exp.cli import entry_point, instantiate_logger
 from morse_exp.dash import Dash
-from morse_exp.dot import OracleDot, ReuseDot
+from morse_exp.dot import method_dots
 from morse_exp.extractors import check_image_shape
 from morse_exp.fidelity import check_deterministic, psnr, ssim
 from morse_exp.generation import autocast, generate
@@ -396,7 +396,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     dot = hydra.utils.instantiate(cfg.dot)(dash=dash).to(cfg.device).eval()
     if dot_record:
         load_dot_weights(dot, cfg.dot_checkpoint)
-    dots = {"morse": dot, "oracle": OracleDot(dash), "reuse": ReuseDot(dot.base)}
+    dots = method_dots(dash, dot)
     rivals = [method for method in methods if method in RIVALS]
     for rival in rivals:
         build = hydra.utils.instantiate(cfg[rival])

@@ -23,7 +23,7 @@ from morse_exp.atomic import write_atomic
 from morse_exp.checkpoints import load_dot_weights
 from morse_exp.cli import entry_point
 from morse_exp.dash import Dash
-from morse_exp.dot import OracleDot
+from morse_exp.dot import method_dots
 from morse_exp.evaluate import (
     METHODS,
     RIVALS,
@@ -82,7 +82,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     make_scheduler = hydra.utils.instantiate(cfg.scheduler)
     generated = generate(
         dash, lambda: make_scheduler(base_config=dash.scheduler_config), schedule, cfg.seed,
-        cfg.num_samples, cfg.batch_size, cfg.device, dot={"morse": dot, "oracle": OracleDot(dash)}.get(method),
+        cfg.num_samples, cfg.batch_size, cfg.device, dot=method_dots(dash, dot).get(method),
         precision=cfg.precision, progress=f"{method} @ {budget:g} LSD", contexts=contexts,
         guidance_scale=cfg.guidance_scale,
     )
