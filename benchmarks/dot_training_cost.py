@@ -80,15 +80,15 @@ def main(precision: str = "bf16", repeats: int = 3, dot_steps: int = 5000) -> di
         rows = torch.randint(len(cached["t_s"]), (batch,), generator=generator)
         return module.cached_loss({key: value[rows] for key, value in cached.items()}, relative=True)
 
-    def train_step(loss_of: Callable[[], torch.Tensor], optimizer: torch.optim.Optimizer) -> float:
+    def train_step(loss_of: Callable[[], torch.Tensor], optimizer: torch.optim.Optimizer,
+                   after: Callable[[], None] = lambda: None) -> float:
         start = time.perf_counter()
         with autocast():
             loss = loss_of()
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
-        if optimizer is pretraining_optimizer:
-            pretraining.on_train_batch_end()
+        after()
         return time.perf_counter() - start
 
     def cache_per_image() -> float:
@@ -98,19 +98,18 @@ def main(precision: str = "bf16", repeats: int = 3, dot_steps: int = 5000) -> di
 
     times: dict[str, list[float]] = {"pretraining_step": [], "dot_step": [], "cache_per_image": []}
     for _ in range(repeats):
-        times["pretraining_step"].append(train_step(pretraining_loss, pretraining_optimizer))
+        times["pretraining_step"].append(train_step(pretraining_loss, pretraining_optimizer, pretraining.on_train_batch_end))
         times["dot_step"].append(train_step(dot_loss, dot_optimizer))
         times["cache_per_image"].append(cache_per_image())
     best = {kind: min(values) for kind, values in times.items()}
-    passes = stretches.passes
     pretrain_steps = json.loads((DASH / "provenance.json").read_text())["steps"]
-    cache_seconds = best["cache_per_image"] * len(images) * passes
+    cache_seconds = best["cache_per_image"] * len(images) * stretches.passes
     round_seconds = cache_seconds + dot_steps * best["dot_step"]
     pretraining_seconds = pretrain_steps * best["pretraining_step"]
     report = {
         "precision": precision, "threads": torch.get_num_threads(), "batch": batch, **best,
         "dot_step_over_pretraining_step": best["dot_step"] / best["pretraining_step"],
-        "cache_images": len(images) * passes, "cache_seconds": cache_seconds, "dot_steps": dot_steps,
+        "cache_images": len(images) * stretches.passes, "cache_seconds": cache_seconds, "dot_steps": dot_steps,
         "round_seconds": round_seconds, "pretrain_steps": pretrain_steps, "pretraining_seconds": pretraining_seconds,
         "round_over_pretraining": round_seconds / pretraining_seconds,
     }

@@ -52,6 +52,12 @@ DEFAULT_LORA_TARGETS = ("conv1", "conv2", "to_q", "to_k", "to_v", "to_out.0", "t
 DOT_BASES = ("eps", "x0")
 
 
+
+def check_base(base: str) -> None:
+    """One-line ValueError unless ``base`` is one of :data:`DOT_BASES`."""
+    if base not in DOT_BASES:
+        raise ValueError(f"dot.base={base!r} is invalid: use one of {', '.join(DOT_BASES)}")
+
 def base_estimate(
     base: str, x_ts: Tensor, z_ts: Tensor, t_s: Tensor | float, x_ti: Tensor, t_i: Tensor | float,
     alphas_cumprod: Tensor | None = None,
@@ -113,8 +119,7 @@ class Dot(nn.Module):
         base: str = "eps",
     ) -> None:
         super().__init__()
-        if base not in DOT_BASES:
-            raise ValueError(f"dot.base={base!r} is invalid: use one of {', '.join(DOT_BASES)}")
+        check_base(base)
         self.base = base
         unet = dash.unet
         channels, height, width_px = dash.sample_shape
@@ -246,7 +251,6 @@ class OracleDot(nn.Module):
         return self.dash(x_ti, t_i, cond) - z_ts
 
 
-
 class ReuseDot(nn.Module):
     """Reuse on a Dot base: nothing added to :func:`base_estimate` at the Dot steps, what an
     untrained Dot returns (its output conv starts at zero). On the "eps" base this is the
@@ -255,8 +259,7 @@ class ReuseDot(nn.Module):
 
     def __init__(self, base: str = "eps") -> None:
         super().__init__()
-        if base not in DOT_BASES:
-            raise ValueError(f"dot.base={base!r} is invalid: use one of {', '.join(DOT_BASES)}")
+        check_base(base)
         self.base = base
 
     def forward(
@@ -270,6 +273,7 @@ def method_dots(dash: Dash, dot: Dot) -> dict[str, nn.Module]:
     """The model each Dot-stepping method samples with at its Dot steps: ``morse`` the given
     Dot, ``oracle`` Dash itself, ``reuse`` nothing added to the Dot's base (the baseline: none)."""
     return {"morse": dot, "oracle": OracleDot(dash), "reuse": ReuseDot(dot.base)}
+
 
 @contextmanager
 def adapters_enabled(layers: Sequence[BaseTunerLayer]) -> Iterator[None]:

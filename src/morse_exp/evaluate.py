@@ -460,9 +460,9 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     if with_fidelity:
         reference_steps = cfg.fidelity.reference_steps or math.ceil(1.5 * max(b for b, _, _ in plans))
     reference_schedule = DashSchedule.every_step(reference_steps) if reference_steps is not None and todo else None
-    sweep = Progress("evaluate sweep (LSD x samples)", metric.num_samples * sum(
-        schedule.lsd(ratio_of[method]) for _, method, schedule in
-        [*todo, *([(0, "baseline", reference_schedule)] if reference_schedule else [])]))
+    reference_lsd = reference_schedule.lsd(ratio_of["baseline"]) if reference_schedule is not None else 0.0
+    sweep = Progress("evaluate sweep (LSD x samples)", metric.num_samples * (
+        reference_lsd + sum(schedule.lsd(ratio_of[method]) for _, method, schedule in todo)))
     if reference_schedule is not None:
         reference = draw(reference_schedule, f"fidelity reference ({reference_steps} steps)", "baseline", sweep).images
     logger = instantiate_logger(cfg) if _is_main() else False
