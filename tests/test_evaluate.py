@@ -300,6 +300,15 @@ def test_a_deepcache_setting_change_reruns_only_deepcache_points(tiny_dash_dir, 
         ("baseline", None), ("deepcache", 1), ("deepcache", 2)]
 
 
+def test_sample_grids_default_to_the_runs_own_budgets(tiny_dash_dir, tmp_path, evaluate):
+    run_dir = tmp_path / "run"
+    evaluate(tiny_dash_dir, run_dir, "methods=[baseline,reuse]", "grid_budgets=null", "baseline_reach=2",
+             "bootstrap.resamples=0", "fidelity.enabled=false")
+    # every method at lsd_budgets [2, 3]; none for the baseline's extra points (4, 5, 6)
+    assert sorted(p.name for p in (run_dir / "samples").iterdir()) == [
+        "baseline_lsd2.png", "baseline_lsd3.png", "reuse_lsd2.png", "reuse_lsd3.png"]
+
+
 def test_a_pattern_or_dot_change_keeps_the_baseline_points(tiny_dash_dir, dot_dir, tmp_path, evaluate):
     """The baseline does not depend on the jump pattern, the Dot or N: a rerun that changes them
     reruns reuse (pattern) and Morse (Dot's weights, even in the same directory), never the

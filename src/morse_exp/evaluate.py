@@ -368,6 +368,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     check_run_settings(cfg)
     check_own_files(Path(cfg.paths.output_dir))
     budgets = check_budgets(cfg.lsd_budgets)
+    grid_budgets = budgets if cfg.grid_budgets is None else list(cfg.grid_budgets)
     methods = check_methods(cfg.methods, cfg.dot_checkpoint)
     for key in ("speed_ratio", *(f"{rival}_speed_ratio" for rival in RIVALS)):
         if cfg.get(key) is not None:
@@ -502,7 +503,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         clip = f" CLIP {scores['clip_score']:.2f}" if "clip_score" in scores else ""
         print(f"{method:>8} @ {budget:5g} LSD: n={schedule.num_steps:3d} FID {scores['fid']:8.3f}{clip} "
               f"({generated.seconds:.1f} s)")
-        if budget in cfg.grid_budgets:
+        if budget in grid_budgets:
             save_grid(generated.images[:64], out_dir / "samples" / f"{method}_lsd{budget:g}.png", nrow=8,
                       caption=f"{method} @ {budget:g} LSD (n = {schedule.num_steps}, {schedule.dash_calls} Dash), "
                               f"FID {scores['fid']:.3g}")
