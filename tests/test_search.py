@@ -11,6 +11,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+import morse_exp.search as search_module
 from morse_exp.checkpoints import save_dot
 from morse_exp.dot import Dot
 from morse_exp.evaluate import run as evaluate
@@ -92,6 +93,30 @@ def test_search_writes_a_pattern_that_evaluate_reads_back(tiny_dash_dir, searche
     morse = {r["lsd_budget"]: r for r in eval_objects["records"] if r["method"] == "morse"}
     assert {b: (r["num_steps"], r["dash_calls"]) for b, r in morse.items()} == {
         b: (pattern.schedules[b].num_steps, pattern.schedules[b].dash_calls) for b in (2.0, 3.0)}
+
+
+def test_a_search_run_again_measures_only_what_it_had_not(tiny_dash_dir, searched_dot, tmp_path, run_config,
+                                                          monkeypatch):
+    common = [f"model.pretrained={tiny_dash_dir}", "dot.width=8", "dot.norm_groups=4", "dot.lora_rank=2",
+              "dot.num_down=1", "speed_ratio=3.0", f"paths.cache_dir={tmp_path}/cache", f"dot_checkpoint={searched_dot}",
+              "num_samples=16", "batch_size=16", "max_rounds=1", "reference_steps=4"]
+    run_dir = tmp_path / "search"
+    first, _ = run(run_config("search", [*common, "lsd_budgets=[2]"], run_dir))
+    measured = (run_dir / "measured.jsonl").read_text().splitlines()
+    assert len(measured) == len(first["scored"])
+    drawn = []
+    real_generate = search_module.generate
+    monkeypatch.setattr(search_module, "generate", lambda *args, **kwargs: drawn.append(args[2]) or real_generate(
+        *args, **kwargs))
+    again, _ = run(run_config("search", [*common, "lsd_budgets=[2,3]"], run_dir))
+    assert again["schedules"][2.0] == first["schedules"][2.0]
+    lines = (run_dir / "measured.jsonl").read_text().splitlines()
+    assert lines[: len(measured)] == measured
+    # only the new budget's schedules were drawn, each once, and the PSNR reference once
+    new = [json.loads(line) for line in lines[len(measured):]]
+    assert len(drawn) == len(new) + 1 and drawn.count(DashSchedule.every_step(4)) == 1
+    assert {(r["num_steps"], tuple(r["dash_steps"])) for r in new}.isdisjoint(
+        (r["num_steps"], tuple(r["dash_steps"])) for r in first["scored"])
 
 
 def test_searched_pattern_refuses_a_budget_it_has_not_and_a_smaller_n(tmp_path):

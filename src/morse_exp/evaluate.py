@@ -445,7 +445,7 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         for budget, method, schedule in plans])
     planned = {(method, budget) for budget, method, _ in plans}  # not points of an earlier, wider sweep
     results_path = out_dir / "results.jsonl"
-    done = {(r["method"], r["lsd_budget"]) for r in _read_finished(results_path)
+    done = {(r["method"], r["lsd_budget"]) for r in read_finished(results_path)
             if r.get("config_hash") == hash_of.get(r["method"])}
     copies = points_to_copy(point_sources, hash_of, planned - done)
     if copies and _is_main():
@@ -587,7 +587,7 @@ def points_to_copy(sources: Sequence[Path], hash_of: dict[str, str], wanted: set
     return list(copies.values())
 
 
-def _read_finished(path: Path) -> list[dict[str, Any]]:
+def read_finished(path: Path) -> list[dict[str, Any]]:
     """Records of finished points, checked before any sampling.
 
     A last line without its newline is an interrupted append: completed with a newline if it

@@ -23,11 +23,15 @@ apart from the seeds evaluate reports on.
 
 Writes into the run directory: ``schedules.yaml`` (read by ``jump_stride=searched
 jump_stride.path=...``), ``search.json`` (every scored schedule) and ``search.md`` (per
-budget, the searched schedule beside the fixed strides, on the calibration set).
+budget, the searched schedule beside the fixed strides, on the calibration set), each
+rewritten after every budget; and ``measured.jsonl``, one line per schedule measured (its PSNR
+or FID), so that a stopped search run again in the same directory measures only what it had
+not (a line counts where the weights, sampler, calibration set and measure are the same).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Callable
@@ -39,13 +43,15 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from morse_exp.atomic import write_atomic
-from morse_exp.checkpoints import load_dot_weights
+from morse_exp.checkpoints import dash_fingerprint, dot_fingerprint, load_dot_weights
 from morse_exp.cli import entry_point
 from morse_exp.evaluate import (
+    append_record,
     baseline_budgets,
     check_budgets,
     check_dot_record,
     check_run_settings,
+    read_finished,
     resolve_speed_ratio,
 )
 from morse_exp.fidelity import check_deterministic, psnr
@@ -55,6 +61,7 @@ from morse_exp.report import lossless_speedup
 from morse_exp.schedule import DashSchedule, JumpPattern
 
 OBJECTIVES = ("psnr", "fid", "speedup")
+MEASURED_NAME = "measured.jsonl"
 Score = Callable[[DashSchedule], float]
 
 
@@ -207,12 +214,33 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         return generate(dash, lambda: make_scheduler(base_config=dash.scheduler_config), schedule, cfg.seed,
                         cfg.num_samples, cfg.batch_size, cfg.device, dot=dot, precision=cfg.precision).images
 
-    reference, baseline = None, None
-    if cfg.objective == "psnr":
-        steps = cfg.reference_steps or math.ceil(1.5 * max(budgets))
-        reference = draw(DashSchedule.every_step(steps))
-    if cfg.objective == "speedup":
-        baseline = baseline_curve(draw, metric, ladder)
+    measure_name = "psnr" if cfg.objective == "psnr" else "fid"
+    reference_steps = (cfg.reference_steps or math.ceil(1.5 * max(budgets))) if measure_name == "psnr" else None
+    dash_only = measurement_hash(cfg, reference_steps, dash_fingerprint(dash), None)
+    with_dot = measurement_hash(cfg, reference_steps, dash_fingerprint(dash), dot_fingerprint(dot))
+    measured_path = out_dir / MEASURED_NAME
+    measured = {(r["hash"], r["num_steps"], tuple(r["dash_steps"])): r[measure_name]
+                for r in read_finished(measured_path) if r.get("hash") in (dash_only, with_dot)}
+    if measured:
+        print(f"{len(measured)} schedules already measured in {measured_path}: not sampled again")
+    reference: list[Any] = []  # drawn once, when a PSNR is first measured
+
+    def measure(schedule: DashSchedule) -> float:
+        """The schedule's PSNR or FID on the calibration set, from measured.jsonl where it is there."""
+        key = (dash_only if schedule.dot_calls == 0 else with_dot, schedule.num_steps, schedule.dash_steps)
+        if key not in measured:
+            images = draw(schedule)
+            if measure_name == "psnr":
+                if not reference:
+                    reference.append(draw(DashSchedule.every_step(reference_steps)))
+                measured[key] = psnr(images, reference[0])
+            else:
+                measured[key] = metric.compute(images)["fid"]
+            append_record(measured_path, {"hash": key[0], "num_steps": key[1], "dash_steps": list(key[2]),
+                                          measure_name: measured[key]})
+        return measured[key]
+
+    baseline = baseline_curve(measure, ladder) if cfg.objective == "speedup" else None
     scores: dict[tuple[int, tuple[int, ...]], float] = {}
     fids: dict[tuple[int, tuple[int, ...]], float] = {}
     progress: Progress | None = None
@@ -220,13 +248,13 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     def score(schedule: DashSchedule) -> float:
         key = (schedule.num_steps, schedule.dash_steps)
         if key not in scores:
-            images = draw(schedule)
-            if reference is not None:
-                scores[key] = psnr(images, reference)
+            value = measure(schedule)
+            if measure_name == "psnr":
+                scores[key] = value
             else:
-                fids[key] = metric.compute(images)["fid"]
-                point = {"lsd": schedule.lsd(speed_ratio), "fid": fids[key]}
-                scores[key] = -fids[key] if baseline is None else lossless_speedup(baseline, [point])[0]["speedup"]
+                fids[key] = value
+                point = {"lsd": schedule.lsd(speed_ratio), "fid": value}
+                scores[key] = -value if baseline is None else lossless_speedup(baseline, [point])[0]["speedup"]
             progress.update(1, f"n = {schedule.num_steps}, {len(schedule.dash_steps)} Dash steps")
         return scores[key]
 
@@ -242,18 +270,36 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         print(f"{budget:g} LSD: n = {best['schedule'].num_steps}, Dash at {list(best['schedule'].dash_steps)}, "
               f"{cfg.objective} {_shown(best['score'], cfg.objective):.3f} (best stride {stride}: "
               f"{_shown(stride_score, cfg.objective):.3f}); {len(scores) - before} schedules scored", flush=True)
-    summary = write_search(out_dir, cfg, speed_ratio, found, scores, fids, baseline)
+        summary = write_search(out_dir, cfg, speed_ratio, found, scores, fids, baseline)
     return summary, {"dash": dash, "dot": dot, "found": found}
 
 
-def baseline_curve(draw: Callable[[DashSchedule], Any], metric: Any, budgets: list[float]) -> list[dict[str, float]]:
+def measurement_hash(cfg: DictConfig, reference_steps: int | None, dash_weights: str, dot_weights: str | None) -> str:
+    """Hash of what decides a schedule's measure on the calibration set: the Dash's weights, the
+    Dot's (``None`` for a schedule without Dot steps) and its construction, the sampler, the
+    calibration samples, the precision and the measure itself (PSNR against ``reference_steps``
+    every-step Dash, or FID under the metric). Not N, the budgets or the search's own settings:
+    a schedule's samples depend on its steps alone."""
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    decided = {
+        "dash": dash_weights, "dot": dot_weights and [dot_weights, resolved["dot"]],
+        "scheduler": resolved["scheduler"], "seed": cfg.seed, "num_samples": cfg.num_samples,
+        "precision": cfg.precision, "reference_steps": reference_steps,
+        "metric": None if reference_steps is not None else (
+            resolved["dataset"],
+            {k: v for k, v in resolved["metric"].items() if k not in ("cache_dir", "device", "verbose", "batch_size")}),
+    }
+    return hashlib.sha256(json.dumps(decided, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def baseline_curve(measure: Callable[[DashSchedule], float], budgets: list[float]) -> list[dict[str, float]]:
     """The baseline's (LSD, FID) points on the calibration samples: every-step Dash with
-    floor(B) steps for each budget B; ``draw`` generates them, ``metric`` scores them."""
+    floor(B) steps for each budget B; ``measure`` gives a schedule's FID."""
     steps = sorted({math.floor(budget) for budget in budgets})
     progress = Progress("search: baseline curve (step counts)", len(steps))
     points = []
     for n in steps:
-        points.append({"lsd": float(n), "fid": metric.compute(draw(DashSchedule.every_step(n)))["fid"]})
+        points.append({"lsd": float(n), "fid": measure(DashSchedule.every_step(n))})
         progress.update(1, f"{n} steps: FID {points[-1]['fid']:.3f}")
     progress.close()
     return points
