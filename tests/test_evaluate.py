@@ -344,14 +344,15 @@ def test_reuse_follows_the_dot_base_and_only_the_x0_base_gets_new_points(tiny_da
     assert records[1]["config_hash"] != records[2]["config_hash"] and records[1]["fid"] != records[2]["fid"]
 
 
-def test_the_sweeps_progress_counts_the_fidelity_reference_batch_by_batch(tiny_dash_dir, tmp_path, evaluate, capsys):
-    """The log of a long run says what it does at least every batch: the every-step reference
-    (5 steps x 100 samples) is part of the sweep's total, as is each point (3 LSD x 100)."""
+def test_the_sweeps_progress_counts_the_fidelity_reference_step_by_step(tiny_dash_dir, tmp_path, evaluate, capsys):
+    """The log of a long run says what it does inside a batch too: the every-step reference
+    (5 steps x 100 samples, one batch) is part of the sweep's total, as is each point (3 LSD x
+    100); each sampling step advances its batch by 1 / steps (100 of 800: a line each)."""
     evaluate(tiny_dash_dir, tmp_path / "run", "methods=[baseline]", "baseline_reach=1", "bootstrap.resamples=0",
-             "lsd_budgets=[3]", "batch_size=50")
+             "lsd_budgets=[3]", "batch_size=100")
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("evaluate sweep")]
-    assert [line.split(": ")[1].split(" ")[0] for line in lines] == ["250/800", "500/800", "650/800", "800/800"]
-    assert lines[0].endswith("fidelity reference (5 steps): 50/100 samples")
+    assert [line.split(": ")[1].split(" ")[0] for line in lines] == [f"{k}00/800" for k in range(1, 9)]
+    assert lines[0].endswith("fidelity reference (5 steps): 20/100 samples")
     assert lines[-1].endswith("baseline @ 3 LSD: 100/100 samples")
 
 

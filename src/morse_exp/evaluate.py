@@ -422,18 +422,18 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         hash_of[rival] = config_hash(cfg, ratio_of[rival], settings_of[rival], rival, dot_weights, dash_weights)
 
     def draw(schedule: DashSchedule, label: str, method: str, sweep: Progress) -> Any:
-        """Samples of ``schedule`` by ``method``; ``sweep`` counts its LSD x samples batch by batch."""
-        lsd, drawn = schedule.lsd(ratio_of[method]), [0]
+        """Samples of ``schedule`` by ``method``; ``sweep`` counts its LSD x samples step by step."""
+        lsd, drawn = schedule.lsd(ratio_of[method]), [0.0]
 
-        def count(samples: int) -> None:
+        def count(samples: float) -> None:
             drawn[0] += samples
-            sweep.update(lsd * samples, f"{label}: {drawn[0]}/{metric.num_samples} samples")
+            sweep.update(lsd * samples, f"{label}: {drawn[0]:.0f}/{metric.num_samples} samples")
 
         return generate(
             dash, lambda: make_scheduler(base_config=dash.scheduler_config), schedule, cfg.seed,
             metric.num_samples, cfg.batch_size, cfg.device, dot=dots.get(method),
             precision=cfg.precision, progress=label, contexts=contexts, guidance_scale=cfg.guidance_scale,
-            on_batch=count,
+            on_progress=count,
         )
 
     every_budget = {"baseline": baseline_budgets(budgets, cfg.baseline_reach, cfg.baseline_from)}

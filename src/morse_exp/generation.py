@@ -53,7 +53,7 @@ def generate(
     progress: str | None = None,
     contexts: Sequence[Any] | None = None,
     guidance_scale: float | None = None,
-    on_batch: Callable[[int], None] | None = None,
+    on_progress: Callable[[float], None] | None = None,
 ) -> Generated:
     """Samples 0..num_samples-1 of ``schedule``; each rank generates its shard, all get all.
 
@@ -63,7 +63,9 @@ def generate(
         guidance_scale: classifier-free guidance weight (text-conditioned Dash), or None.
         precision: "32" or "bf16" (autocast on the device).
         progress: label of a progress bar (None: no bar).
-        on_batch: called after each batch with its number of samples (all ranks' together).
+        on_progress: called after every sampling step with the samples it advanced: a batch's
+            samples (all ranks' together) spread evenly over its steps, so that a long batch
+            reports as it goes.
     """
     world, rank = (dist.get_world_size(), dist.get_rank()) if dist.is_initialized() else (1, 0)
     indices = list(range(rank, num_samples, world))
@@ -76,17 +78,17 @@ def generate(
             cond = dash.condition(
                 None if contexts is None else [contexts[i] for i in chunk], guided=guidance_scale is not None
             )
+            share = len(chunk) * world / schedule.num_steps
             x, batch_stats = sample(
                 dash, make_scheduler(), schedule, sample_generators(seed, chunk, device), dot=dot,
                 cond=cond, guidance_scale=guidance_scale,
+                callback=None if on_progress is None else lambda _step, share=share: on_progress(share),
             )
             decode_start = time.perf_counter()
             images.append(dash.decode(x).float().cpu())
             decode_seconds += time.perf_counter() - decode_start
         seconds += batch_stats.seconds
         bar.update(len(chunk))
-        if on_batch is not None:
-            on_batch(len(chunk) * world)
     bar.close()
     local = Generated(
         images=torch.cat(images) if images else torch.empty(0, *dash.sample_shape),
