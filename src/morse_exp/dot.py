@@ -52,11 +52,11 @@ DEFAULT_LORA_TARGETS = ("conv1", "conv2", "to_q", "to_k", "to_v", "to_out.0", "t
 DOT_BASES = ("eps", "x0")
 
 
-
 def check_base(base: str) -> None:
     """One-line ValueError unless ``base`` is one of :data:`DOT_BASES`."""
     if base not in DOT_BASES:
         raise ValueError(f"dot.base={base!r} is invalid: use one of {', '.join(DOT_BASES)}")
+
 
 def base_estimate(
     base: str, x_ts: Tensor, z_ts: Tensor, t_s: Tensor | float, x_ti: Tensor, t_i: Tensor | float,

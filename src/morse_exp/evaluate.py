@@ -186,8 +186,13 @@ def config_hash(cfg: DictConfig, speed_ratio: float, method_settings: dict[str, 
     base = (resolved.get("dot") or {}).get("base", "eps")
     if method == "reuse" and base != "eps":  # reuse follows the Dot's base (eps points keep their hash)
         chosen["dot_base"] = base
-    chosen["metric"] = {k: v for k, v in (chosen["metric"] or {}).items() if k not in ("cache_dir", "device", "verbose", "batch_size")}
+    chosen["metric"] = deciding_metric(chosen["metric"] or {})
     return hashlib.sha256(json.dumps(chosen, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def deciding_metric(metric: dict[str, Any]) -> dict[str, Any]:
+    """The metric settings that decide a score: all but where and how verbosely it runs."""
+    return {k: v for k, v in metric.items() if k not in ("cache_dir", "device", "verbose", "batch_size")}
 
 
 def git_revision() -> str | None:

@@ -51,6 +51,7 @@ from morse_exp.evaluate import (
     check_budgets,
     check_dot_record,
     check_run_settings,
+    deciding_metric,
     read_finished,
     resolve_speed_ratio,
 )
@@ -216,8 +217,9 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 
     measure_name = "psnr" if cfg.objective == "psnr" else "fid"
     reference_steps = (cfg.reference_steps or math.ceil(1.5 * max(budgets))) if measure_name == "psnr" else None
-    dash_only = measurement_hash(cfg, reference_steps, dash_fingerprint(dash), None)
-    with_dot = measurement_hash(cfg, reference_steps, dash_fingerprint(dash), dot_fingerprint(dot))
+    dash_weights = dash_fingerprint(dash)
+    dash_only = measurement_hash(cfg, reference_steps, dash_weights, None)
+    with_dot = measurement_hash(cfg, reference_steps, dash_weights, dot_fingerprint(dot))
     measured_path = out_dir / MEASURED_NAME
     measured = {(r["hash"], r["num_steps"], tuple(r["dash_steps"])): r[measure_name]
                 for r in read_finished(measured_path) if r.get("hash") in (dash_only, with_dot)}
@@ -285,9 +287,7 @@ def measurement_hash(cfg: DictConfig, reference_steps: int | None, dash_weights:
         "dash": dash_weights, "dot": dot_weights and [dot_weights, resolved["dot"]],
         "scheduler": resolved["scheduler"], "seed": cfg.seed, "num_samples": cfg.num_samples,
         "precision": cfg.precision, "reference_steps": reference_steps,
-        "metric": None if reference_steps is not None else (
-            resolved["dataset"],
-            {k: v for k, v in resolved["metric"].items() if k not in ("cache_dir", "device", "verbose", "batch_size")}),
+        "metric": None if reference_steps is not None else (resolved["dataset"], deciding_metric(resolved["metric"])),
     }
     return hashlib.sha256(json.dumps(decided, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
