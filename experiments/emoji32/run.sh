@@ -137,15 +137,19 @@ case "${1:-pretrain}" in
   samplers)
     # The five-sampler table: each sampler's shipped Dot (on the base it was trained with) at
     # stride 3 against every-step, reuse and the oracle Dot; emoji32_main's budgets and samples
-    # (BUDGETS, NUM_SAMPLES, REACH, EXTRA), seed set $2; one summary over the samplers.
+    # (BUDGETS, NUM_SAMPLES, REACH, EXTRA), seed set $2; one summary over the samplers. sde is
+    # read where its every-step baseline converges (RESULTS.md, "sde where its baseline
+    # converges"): SDE_BUDGETS (24 LSD), the baseline to SDE_REACH (3) x that, i.e. 60 steps.
     for sampler in ${SAMPLERS:-ddim dpm_solver ddpm sde dpm_solver_sde}; do
+      budgets=${BUDGETS:-[6,12]} reach=${REACH:-2}
+      [ "$sampler" = sde ] && budgets=${SDE_BUDGETS:-[24]} reach=${SDE_REACH:-3}
       dot=$ASSETS/dot_emoji32_$sampler
       [ -f $dot/dot.json ] || { echo "no shipped Dot for $sampler ($dot): make one with run.sh round" >&2; continue; }
       base=$(python -c "import json, sys; print(json.load(open(sys.argv[1])).get('dot_base', 'eps'))" $dot/dot.json)
       options=(); [ "$sampler" = ddim ] && options=(scheduler.use_clipped_model_output=true)
       python -m morse_exp.evaluate model=unet_emoji32 scheduler=$sampler "${options[@]}" dot=$DOT dot.base=$base \
-        jump_stride=stride3 dot_checkpoint=$dot "lsd_budgets=${BUDGETS:-[6,12]}" metric.num_samples=${NUM_SAMPLES:-500} \
-        seed=$2 baseline_reach=${REACH:-2} ${EXTRA:-} hydra.run.dir=$RUNS/samplers_seed$2/$sampler
+        jump_stride=stride3 dot_checkpoint=$dot "lsd_budgets=$budgets" metric.num_samples=${NUM_SAMPLES:-500} \
+        seed=$2 baseline_reach=$reach ${EXTRA:-} hydra.run.dir=$RUNS/samplers_seed$2/$sampler
     done
     python -m morse_exp.report $RUNS/samplers_seed$2 --out $RUNS/samplers_seed$2 ;;
   ship_dot)
