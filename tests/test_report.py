@@ -18,7 +18,7 @@ from morse_exp.report import (
     summarize,
     write_report,
 )
-from morse_exp.summary import _error_bar, figure_title, main
+from morse_exp.summary import _error_bar, figure_title, main, run_labels, summary_figure
 
 BUDGETS = [float(n) for n in range(1, 41)]  # 1..40 LSD; 2 * b is on the grid for b <= 20
 
@@ -344,3 +344,27 @@ def test_plot_labels_its_axes_and_ticks_every_method_budget():
 def test_summary_figure_title_names_each_method_once():
     rows = [{"method": m} for m in ("morse_deepcache", "morse", "stitch", "morse")]
     assert figure_title(rows) == "Morse / Morse + deepcache / stitch vs baseline, per run"
+
+
+def summary_row(run: str, overrides: str, scheduler: str, average: float, oracle: float | None) -> dict:
+    return {"run": run, "overrides": overrides, "scheduler": scheduler, "method": "morse", "lsd_average": average,
+            "lsd_low": average - 0.1, "lsd_high": average + 0.1, "lsd_min": average, "lsd_max": average,
+            "oracle_lsd_average": oracle}
+
+
+def test_summary_figure_marks_each_runs_oracle_ceiling_and_only_where_it_ran():
+    rows = [summary_row("a", "seed=1", "ddim", 1.6, 2.3), summary_row("b", "seed=1", "ddpm", 1.1, None),
+            summary_row("c", "seed=1", "sde", 2.2, 2.4)]
+    axes = summary_figure(rows).axes[0]
+    (ceilings,) = axes.collections[-1:]  # the scatter drawn after the bars' error bars
+    assert ceilings.get_offsets().tolist() == [[0.0, 2.3], [2.0, 2.4]]
+    assert [text.get_text() for text in axes.get_legend().get_texts()] == ["oracle Dot (ceiling)"]
+    assert summary_figure([summary_row("a", "seed=1", "ddim", 1.6, None)]).axes[0].get_legend() is None
+
+
+def test_run_labels_lead_with_the_sampler_only_where_the_runs_samplers_differ():
+    ddim = summary_row("main", "experiment=emoji32_main seed=1", "ddim", 1.6, 2.3)
+    ddpm = summary_row("ddpm", "scheduler=ddpm lsd_budgets=[6,12] seed=1", "ddpm", 1.1, 2.2)
+    assert run_labels([ddim, ddpm]) == ["ddim\nexperiment=emoji32_main", "ddpm\nlsd_budgets=[6,12]"]
+    other_seed = {**ddim, "run": "main2", "overrides": "experiment=emoji32_main seed=2"}
+    assert run_labels([ddim, other_seed]) == ["seed=1", "seed=2"]

@@ -181,21 +181,37 @@ def figure_title(rows: Sequence[Mapping[str, Any]]) -> str:
     return " / ".join(METHOD_NAMES.get(method, method) for method in methods) + " vs baseline, per run"
 
 
-def _summary_plot(rows: Sequence[Mapping[str, Any]]) -> bytes:
-    """``summary.png``: average LSD speedup per run with its 95 % interval, line at 1x."""
-    averages = [float("nan") if row["lsd_average"] is None else row["lsd_average"] for row in rows]
-    lows, highs = zip(*map(_error_bar, rows), strict=True)
-    # settings name the runs; path-valued overrides (dot_checkpoint=..., roots) only clutter
+def _settings(rows: Sequence[Mapping[str, Any]]) -> tuple[list[list[str]], set[str]]:
+    """Each run's overrides that name it, and those every run shares (when there are several):
+    path-valued ones (dot_checkpoint=..., roots) only clutter a figure and are left out."""
     overrides = [[item for item in row["overrides"].split() if "/" not in item.partition("=")[2]]
                  for row in rows]
-    shared = set.intersection(*map(set, overrides)) if len(rows) > 1 else set()
+    return overrides, set.intersection(*map(set, overrides)) if len(rows) > 1 else set()
+
+
+def run_labels(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The summary figure's tick label per run: its settings that not every run shares (paths
+    left out), led by its sampler where the runs' samplers differ (a run's overrides need not
+    name it: an experiment config may set it), and its place where settings alone do not tell it
+    from another run."""
+    overrides, shared = _settings(rows)
+    if len({row["scheduler"] for row in rows}) > 1:
+        overrides = [[row["scheduler"], *(item for item in items if not item.startswith("scheduler="))]
+                     for items, row in zip(overrides, rows, strict=True)]
     common = os.path.commonpath([row["run"] for row in rows]) if len(rows) > 1 else ""
     places = [textwrap.fill(os.path.relpath(row["run"], common) if common else row["run"], 24) for row in rows]
     places = [row["run"] if place == "." else place for place, row in zip(places, rows, strict=True)]
     labels = ["\n".join(textwrap.fill(item, 24) for item in items if item not in shared) for items in overrides]
-    # a run is named by its place when its settings alone do not tell it from another run
-    labels = [place if not label else label + "\n" + place if labels.count(label) > 1 else label
-              for label, place in zip(labels, places, strict=True)]
+    return [place if not label else label + "\n" + place if labels.count(label) > 1 else label
+            for label, place in zip(labels, places, strict=True)]
+
+
+def summary_figure(rows: Sequence[Mapping[str, Any]]) -> Figure:
+    """``summary.png``'s figure: average LSD speedup per run with its 95 % interval, the oracle
+    Dot's average (the pattern's ceiling) as a black tick above runs that measured it, a line at 1x."""
+    averages = [float("nan") if row["lsd_average"] is None else row["lsd_average"] for row in rows]
+    lows, highs = zip(*map(_error_bar, rows), strict=True)
+    _, shared = _settings(rows)
     figure = Figure(figsize=(max(5.0, 1.8 * len(rows) + 1.5), 4.8))
     axes = figure.add_subplot()
     positions = range(len(rows))
@@ -206,8 +222,17 @@ def _summary_plot(rows: Sequence[Mapping[str, Any]]) -> bytes:
         label_type="center",
         color="white",
     )
+    ceilings = [(position, row["oracle_lsd_average"]) for position, row in zip(positions, rows, strict=True)
+                if row["oracle_lsd_average"] is not None]
+    if ceilings:
+        axes.scatter(*zip(*ceilings, strict=True), marker="_", s=900, linewidths=2.5, color="black", zorder=3,
+                     label="oracle Dot (ceiling)")
+        top = max([value for _, value in ceilings] + [a + h for a, h in zip(averages, highs, strict=True)
+                                                       if not math.isnan(a)])
+        axes.set_ylim(0, 1.2 * top)  # room for the legend above the highest tick or bar
+        axes.legend(loc="upper right", fontsize=8, markerscale=0.5)
     axes.axhline(1.0, color="black", linewidth=1, linestyle="--", zorder=0.5)  # behind bars
-    axes.set_xticks(list(positions), labels, fontsize=8)
+    axes.set_xticks(list(positions), run_labels(rows), fontsize=8)
     with_interval = all(row["lsd_low"] is not None for row in rows if row["lsd_average"] is not None)
     axes.set_ylabel("lossless speedup in LSD\n(average, " + ("95 % interval)" if with_interval else
                                                              "95 % interval, else min-max)"))
@@ -216,7 +241,7 @@ def _summary_plot(rows: Sequence[Mapping[str, Any]]) -> bytes:
     width = round(figure.get_figwidth() * 14)
     axes.set_title(textwrap.fill(title + (f" ({' '.join(sorted(shared))})" if shared else ""), width), fontsize=9)
     axes.grid(True, axis="y", alpha=0.3)
-    return figure_bytes(figure)
+    return figure
 
 
 def write_summary(
@@ -242,7 +267,7 @@ def write_summary(
     paths = [out / "summary.md", out / "summary.csv", out / "summary.png"]
     write_atomic(paths[0], _summary_markdown(rows).encode())
     write_atomic(paths[1], _summary_csv(rows).encode())
-    write_atomic(paths[2], _summary_plot(rows))
+    write_atomic(paths[2], figure_bytes(summary_figure(rows)))
     return paths
 
 
