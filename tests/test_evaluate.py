@@ -404,10 +404,11 @@ def test_a_run_that_writes_no_psnr_report_removes_an_earlier_one(tiny_dash_dir, 
     assert (run_dir / "speedup.json").is_file()
 
 def test_copy_points_from_takes_another_runs_unchanged_points_and_samples_only_the_new_dots(
-    tiny_dash_dir, dot_dir, tmp_path, evaluate
+    tiny_dash_dir, dot_dir, tmp_path, evaluate, capsys
 ):
     """A new Dot's run copies the baseline and reuse points of an earlier run (same settings
-    hash) and samples Morse only; a missing source is refused in one line before any work."""
+    hash), samples Morse only and says why it did not copy Morse's point; a missing source is
+    refused in one line before any work."""
     overrides = ["methods=[baseline,reuse,morse]", "baseline_reach=1", "bootstrap.resamples=0", "lsd_budgets=[3]",
                  "fidelity.enabled=false", f"metric.extractors_dir={tmp_path}/extractors"]  # one extractor for both
     first = tmp_path / "first"
@@ -417,7 +418,10 @@ def test_copy_points_from_takes_another_runs_unchanged_points_and_samples_only_t
     torch.nn.init.normal_(dot.head.out.weight, std=0.2)
     other_dot = save_dot(dot, tmp_path / "other_dot", {"scheduler": "ddim"})
     second = tmp_path / "second"
+    capsys.readouterr()
     evaluate(tiny_dash_dir, second, *overrides, f"dot_checkpoint={other_dot}", f"copy_points_from=[{first}]")
+    said = capsys.readouterr().out
+    assert "copied 2 finished points" in said and "copy_points_from: morse @3 found with other settings" in said
     earlier = {r["method"]: r for r in map(json.loads, (first / "results.jsonl").read_text().splitlines())}
     records = [json.loads(line) for line in (second / "results.jsonl").read_text().splitlines()]
     source = str(first / "results.jsonl")

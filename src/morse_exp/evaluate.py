@@ -452,11 +452,15 @@ def run(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     results_path = out_dir / "results.jsonl"
     done = {(r["method"], r["lsd_budget"]) for r in read_finished(results_path)
             if r.get("config_hash") == hash_of.get(r["method"])}
-    copies = points_to_copy(point_sources, hash_of, planned - done)
+    copies, not_copied = points_to_copy(point_sources, hash_of, planned - done)
     if copies and _is_main():
         for record in copies:
             append_record(results_path, record)
         print(f"copied {len(copies)} finished points from {', '.join(map(str, point_sources))}")
+    if not_copied and _is_main():
+        print(f"copy_points_from: {', '.join(f'{method} @{budget:g}' for method, budget in sorted(not_copied))} "
+              "found with other settings (Dash or Dot weights, sampler, N, samples, metric, or a run older than the "
+              "settings hash): sampled again")
     done |= {(r["method"], r["lsd_budget"]) for r in copies}
     todo = sorted((plan for plan in plans if (plan[1], plan[0]) not in done), key=lambda plan: plan[0])
     # PSNR's reference: every-step Dash, by default at 1.5 x the largest budget of this run's plan,
@@ -578,18 +582,26 @@ def check_point_sources(sources: Sequence[str]) -> list[Path]:
     return paths
 
 
-def points_to_copy(sources: Sequence[Path], hash_of: dict[str, str], wanted: set[tuple[str, float]]) -> list[dict[str, Any]]:
+def points_to_copy(
+    sources: Sequence[Path], hash_of: dict[str, str], wanted: set[tuple[str, float]]
+) -> tuple[list[dict[str, Any]], set[tuple[str, float]]]:
     """The finished points of other runs' results files that this run wants ((method, budget)
     in ``wanted``, with this run's settings hash for the method), each with its source
     (``copied_from``: the run that sampled it, kept through copies of copies, since its
-    seconds were measured there); the first source holding a point gives it."""
+    seconds were measured there); the first source holding a point gives it. Also the wanted
+    points that the sources hold only under other settings (another hash), which are sampled again."""
     copies: dict[tuple[str, float], dict[str, Any]] = {}
+    elsewhere: set[tuple[str, float]] = set()
     for source in sources:
         for record in read_results(source):
             point = (record.get("method"), record.get("lsd_budget"))
-            if point in wanted and point not in copies and record.get("config_hash") == hash_of.get(point[0]):
+            if point not in wanted or point in copies:
+                continue
+            if record.get("config_hash") == hash_of.get(point[0]):
                 copies[point] = {**record, "copied_from": record.get("copied_from", str(source))}
-    return list(copies.values())
+            else:
+                elsewhere.add(point)
+    return list(copies.values()), elsewhere - copies.keys()
 
 
 def read_finished(path: Path) -> list[dict[str, Any]]:
