@@ -33,6 +33,7 @@ from typing import Any
 import hydra
 import torch
 
+from morse_exp import asset_path
 from morse_exp.checkpoints import load_dot_weights
 from morse_exp.cli import compose_config
 from morse_exp.evaluate import schedule_for
@@ -41,12 +42,10 @@ from morse_exp.schedule import DashSchedule
 from morse_exp.seeding import sample_generators
 from morse_exp.speed import machine_identity, machine_speed_ratio
 
-ASSETS = "src/morse_exp/assets"
-
 
 def sampler_config(sampler: str, dash_dir: str | None) -> Any:
     """evaluate's config for ``sampler``'s shipped Dot on the 32 px Dash, stride 3."""
-    dot_dir = f"{ASSETS}/dot_emoji32_{sampler}"
+    dot_dir = asset_path(f"dot_emoji32_{sampler}")
     with open(f"{dot_dir}/dot.json") as file:
         base = json.load(file).get("dot_base", "eps")
     overrides = ["model=unet_emoji32", f"scheduler={sampler}", "dot=slim", f"dot.base={base}",
